@@ -1,0 +1,82 @@
+"""The obsbench error hierarchy.
+
+Every error obsbench raises derives from :class:`ObsbenchError`, and most also derive from
+the builtin a caller would naturally catch (``ValueError``, ``KeyError``, ``ConnectionError``).
+A message says what is wrong and ends with a ``Hint:`` naming the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ObsbenchError(Exception):
+    """Base class of every obsbench error."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\nHint: {hint}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep errors picklable (they cross process boundaries in the scheduler and CLI).
+        return (_rebuild, (type(self), self.message, self.hint, self.__dict__))
+
+
+def _rebuild(
+    cls: type[ObsbenchError], message: str, hint: str | None, state: dict[str, object]
+) -> ObsbenchError:
+    err = cls.__new__(cls)
+    ObsbenchError.__init__(err, message, hint=hint)
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(ObsbenchError, ValueError):
+    """An ``OBSBENCH_*`` setting or a configuration file is invalid."""
+
+
+class SchemaError(ObsbenchError, ValueError):
+    """A frame does not match its canonical dataset schema.
+
+    ``problems`` lists every problem found, one human-readable line each.
+    """
+
+    def __init__(self, dataset: str, problems: Iterable[str], *, hint: str | None = None) -> None:
+        self.dataset = dataset
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        message = f"{len(self.problems)} problem(s) in '{dataset}' data:\n{lines}"
+        super().__init__(
+            message,
+            hint=hint
+            or f"fix the listed columns/rows; `obsbench.schemas.describe('{dataset}')` "
+            "shows the expected columns and dtypes.",
+        )
+
+
+class ColumnNotFound(ObsbenchError, KeyError):
+    """A column a function needs is absent."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return Exception.__str__(self)
+
+
+class UnknownName(ObsbenchError, KeyError):
+    """A name (dataset, channel, report, rule) is not registered."""
+
+    @classmethod
+    def from_choices(cls, kind: str, name: str, known: Iterable[str]) -> UnknownName:
+        known_sorted = sorted(known)
+        return cls(f"unknown {kind} {name!r}", hint=f"use one of {known_sorted}.")
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class SourceUnavailable(ObsbenchError, ConnectionError):
+    """A data source (database, Prometheus, store directory) cannot be reached or read."""
+
+
+class StoreError(ObsbenchError, OSError):
+    """The embedded store cannot read or write a dataset."""
