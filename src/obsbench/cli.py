@@ -46,8 +46,8 @@ def _friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from obsbench.log import configure, correlation
 
-        configure()
         try:
+            configure()
             with correlation():
                 return fn(*args, **kwargs)
         except ObsbenchError as exc:

@@ -13,12 +13,13 @@ Examples
 --------
 >>> import polars as pl
 >>> from obsbench import schemas
->>> schemas.validate(pl.DataFrame({"symbol": ["AAPL"], "bid": [2.0]}), "quotes")
+>>> schemas.validate(pl.DataFrame({"symbol": ["AAPL"], "bid": ["2.0"]}), "quotes")
 Traceback (most recent call last):
 ...
 obsbench.errors.SchemaError: 2 problem(s) in 'quotes' data:
   - missing column(s): ts, ask, mid
-  - ...
+  - column 'bid' has dtype String, expected Float64
+Hint: fix the listed columns/rows; ...
 """
 
 from __future__ import annotations
