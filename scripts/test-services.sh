@@ -10,3 +10,25 @@ if ! pg_up; then
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
 fi
 pg_up || { echo "PostgreSQL is still down: the integration tests need it at 127.0.0.1:5432" >&2; exit 1; }
+
+# System packages the report tests need: poppler-utils (pdftoppm, pdftotext, pdfinfo, pdffonts),
+# HarfBuzz subsetting for WeasyPrint's font embedding, DejaVu fonts named by the print CSS.
+# Idempotent: apt-get runs (with one update) only when something is missing.
+report_pkgs=(poppler-utils libharfbuzz-subset0 fonts-dejavu-core fontconfig)
+missing=()
+for pkg in "${report_pkgs[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing system packages for the report tests: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Prometheus and promtool (Debian's package) for the alert tests: installed when missing. The
+# package's own service is not started (policy-rc.d); tests start their own server on 127.0.0.1.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing Debian's prometheus package (promtool) for the alert tests" >&2
+  dpkg -s prometheus >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+fi
