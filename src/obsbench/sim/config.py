@@ -63,7 +63,7 @@ class Incident:
     ``broker_throttling``  broker      our request rate to the broker's API x M (retry
                                        storm): windows over the limit answer 429
     ``strategy_drawdown``  strategy    order rate and size x M, and the signal turns
-                                       adverse (hit rate 1 - edge): returns fall
+                                       adverse (hit rate (1 - edge) / M): returns fall
     ``cost_spike``         service     hourly infrastructure cost x M
     =====================  ==========  ====================================================
     """

@@ -126,6 +126,7 @@ class LiveSimulator:
         interval: float = 1.0,
         stop: threading.Event | None = None,
         *,
+        step: float | None = None,
         follow_clock: bool = False,
         max_ticks: int | None = None,
         on_tick: Callable[[dict[str, pl.DataFrame]], object] | None = None,
@@ -138,8 +139,9 @@ class LiveSimulator:
             An :class:`obsbench.store.Store`; only the canonical datasets are appended
             (``returns_intraday`` only if ``obsbench.schemas`` defines it).
         interval
-            Wall seconds between ticks; each tick advances simulated time by ``interval``
-            (or to the wall clock with ``follow_clock``).
+            Wall seconds between ticks.
+        step
+            Simulated seconds per tick (default ``interval``; ignored with ``follow_clock``).
         stop
             Set it (from another thread) to end the loop after the current tick.
         follow_clock
@@ -159,7 +161,8 @@ class LiveSimulator:
         ticks = 0
         while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
             began = time.monotonic()
-            now = datetime.now(UTC) if follow_clock else self.now + timedelta(seconds=interval)
+            advance = timedelta(seconds=interval if step is None else step)
+            now = datetime.now(UTC) if follow_clock else self.now + advance
             frames = self.tick(now)
             for name, frame in frames.items():
                 if frame.height and name in known:

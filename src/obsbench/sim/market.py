@@ -197,7 +197,7 @@ def order_candidates(
     ``[open, close - 15 min)`` with U-shaped density, plus, during a drawdown incident of
     magnitude ``M``, ``Poisson((M - 1) x rate x overlap)`` extra uniform times. Side: with
     ``Delta`` the mid change over the next ``alpha_horizon_s``, ``side = sign(Delta)`` with
-    probability ``p`` (the strategy's edge; ``1 - p`` during a drawdown), else ``-sign``.
+    probability ``p`` (the strategy's edge; ``(1 - p) / M`` during a drawdown), else ``-sign``.
     Size: ``round(order_size x size_mult x exp(0.6 z))`` shares (``x M`` in a drawdown).
     """
     clock = market.clock
@@ -243,7 +243,7 @@ def order_candidates(
     delta = market.mid[symbol, i1] - market.mid[symbol, i0]
     direction = np.where(delta >= 0, 1, -1)
     edge = strategies["edge"].to_numpy()[strat]
-    hit_rate = np.where(drawdown > 1.0, 1.0 - edge, edge)
+    hit_rate = np.where(drawdown > 1.0, (1.0 - edge) / drawdown, edge)
     side = np.where(gen.random(n) < hit_rate, direction, -direction)
 
     model = config.execution
