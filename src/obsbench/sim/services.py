@@ -247,25 +247,25 @@ class BrokerTraffic:
         np.add.at(self.used["orders"], (broker, w), 1)
 
     def frame(self, config: SimConfig) -> pl.DataFrame:
-        """The ``api_usage`` rows: one per broker, endpoint and window of the session."""
-        n_b, n_w = len(config.brokers), self.windows
-        limits = {"quotes": config.broker_quote_limit, "orders": config.broker_order_limit}
-        frames = [
-            pl.DataFrame(
-                {
-                    "ts": timestamps(np.tile(self.open + np.arange(n_w) * self.window_us, n_b)),
-                    "provider": names(config.brokers, np.repeat(np.arange(n_b), n_w)),
-                    "endpoint": pl.repeat(ep, n_b * n_w, eager=True, dtype=pl.String),
-                    "used": self.used[ep].ravel().astype(np.int64),
-                    "limit": pl.repeat(limits[ep], n_b * n_w, eager=True, dtype=pl.Int64),
-                    "window_s": pl.repeat(
-                        config.broker_window_s, n_b * n_w, eager=True, dtype=pl.Int64
-                    ),
-                }
-            )
-            for ep in BROKER_ENDPOINTS
-        ]
-        return pl.concat(frames).sort("ts", "provider", "endpoint")
+        """The ``api_usage`` rows: one per window, provider and endpoint (in that order)."""
+        n_b, n_w, n_e = len(config.brokers), self.windows, len(BROKER_ENDPOINTS)
+        limits = np.array([config.broker_quote_limit, config.broker_order_limit], dtype=np.int64)
+        # (window, broker, endpoint) order, brokers and endpoints alphabetical
+        b_order = np.argsort(np.array(config.brokers))
+        used = np.stack([self.used[ep] for ep in BROKER_ENDPOINTS], axis=2)  # (b, w, e)
+        e_order = np.argsort(np.array(BROKER_ENDPOINTS))
+        used = used[b_order][:, :, e_order].transpose(1, 0, 2).ravel()
+        n = n_b * n_w * n_e
+        return pl.DataFrame(
+            {
+                "ts": timestamps(np.repeat(self.open + np.arange(n_w) * self.window_us, n_b * n_e)),
+                "provider": names(config.brokers, np.tile(np.repeat(b_order, n_e), n_w)),
+                "endpoint": names(BROKER_ENDPOINTS, np.tile(e_order, n_b * n_w)),
+                "used": used,
+                "limit": np.tile(limits[e_order], n_b * n_w),
+                "window_s": np.full(n, config.broker_window_s, dtype=np.int64),
+            }
+        )
 
 
 def simulate_broker_traffic(
@@ -300,7 +300,8 @@ def simulate_broker_traffic(
             g = np.concatenate([g, submit_broker * n_w + w_sub])
             ts = np.concatenate([ts, submit_ts])
             is_submit = np.concatenate([is_submit, np.ones(len(submit_ts), dtype=bool)])
-        order = np.lexsort((ts, g))
+        within = np.clip(ts - t_grid[g], 0, win_us - 1)
+        order = np.argsort(g * win_us + within, kind="stable")  # by window, then time
         g_sorted = g[order]
         rank = np.arange(len(g)) - np.searchsorted(g_sorted, g_sorted, side="left")
         throttled = np.empty(len(g), dtype=bool)
