@@ -181,5 +181,14 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _register_reports() -> None:
+    from obsbench.reports._cli import register
+
+    register(app)
+
+
+_register_reports()  # report, schedule, lab (heavy imports stay inside those commands)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

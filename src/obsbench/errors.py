@@ -80,3 +80,64 @@ class SourceUnavailable(ObsbenchError, ConnectionError):
 
 class StoreError(ObsbenchError, OSError):
     """The embedded store cannot read or write a dataset."""
+
+
+class ReportError(ObsbenchError, RuntimeError):
+    """A report run failed (notebook not found, kernel died, rendering failed, timeout)."""
+
+
+class ParameterError(ReportError, ValueError):
+    """Report parameters do not match the notebook's declared ``parameters`` cell.
+
+    ``problems`` lists every problem (unknown name, wrong type), one line each.
+    """
+
+    def __init__(self, report: str, problems: Iterable[str], *, hint: str | None = None) -> None:
+        self.report = report
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{len(self.problems)} parameter problem(s) for report {report!r}:\n{lines}",
+            hint=hint or f"`obsbench report params {report}` lists the declared parameters.",
+        )
+
+
+class ReportCellError(ReportError):
+    """A notebook cell raised during a report run (like papermill's ``PapermillExecutionError``).
+
+    Attributes
+    ----------
+    cell_index
+        Index of the failing cell in the executed notebook (0-based).
+    exec_count
+        Its execution count (the ``In [n]`` number), if known.
+    ename, evalue
+        The exception's class name and message inside the kernel.
+    notebook_path
+        The executed notebook, kept for debugging.
+    """
+
+    def __init__(
+        self,
+        *,
+        cell_index: int,
+        ename: str,
+        evalue: str,
+        notebook_path: str,
+        exec_count: int | None = None,
+        report: str = "",
+    ) -> None:
+        self.cell_index = cell_index
+        self.exec_count = exec_count
+        self.ename = ename
+        self.evalue = evalue
+        self.notebook_path = notebook_path
+        self.report = report
+        where = f"cell {cell_index}" + (f" (In [{exec_count}])" if exec_count else "")
+        name = f"report {report!r}: " if report else ""
+        super().__init__(
+            f"{name}{where} raised {ename}: {evalue}",
+            hint=f"open the executed notebook {notebook_path} to see the traceback; "
+            "no PDF was produced.",
+        )
+
