@@ -324,7 +324,8 @@ def load_rule_file(text_or_path: str | Path) -> RuleFile:
         slo_path = Path(slo_ref) if Path(slo_ref).is_absolute() else base / slo_ref
         try:
             rules.extend(rules_from_slo(slo_path))
-        except ConfigError as exc:
+        except (ConfigError, OSError) as exc:
+            exc = exc if isinstance(exc, ConfigError) else ConfigError(str(exc))
             raise RuleError(
                 exc.message, source=source, line=lines.get(("slos", j)), field=f"slos[{j}]"
             ) from None
@@ -357,39 +358,51 @@ def load_rules(paths: list[str | Path] | str | Path) -> list[Rule]:
 
 
 def rules_from_slo(path_or_slo: object) -> list[Rule]:
-    """Burn-rate rules of an SLO, through :func:`obsbench.slo.burn_rate_alerts`.
+    """Burn-rate rules of SLOs, through :func:`obsbench.slo.burn_rate_alerts`.
 
-    ``path_or_slo`` is an SLO YAML file or an SLO object of :mod:`obsbench.slo`. Each
-    burn-rate alert object becomes a :class:`Rule` via its ``to_rule()`` / ``as_rule()``
-    dict (``name``, ``signal``, ``op``, ``thresholds``, ...) or its attributes.
+    ``path_or_slo`` is an SLO YAML file (or folder, see :func:`obsbench.slo.load_slos`) or
+    an :class:`obsbench.slo.SLO`. Each multiwindow burn-rate rule becomes a :class:`Rule`
+    on the ``burn_rate`` signal: its value is the smaller burn rate of the long and short
+    windows, so ``> factor`` holds exactly when both windows burn faster than ``factor``
+    (the SRE Workbook's condition). The severity is the burn-rate rule's (page =
+    critical, ticket = warning), with no ``for``, as Sloth generates them.
     """
-    try:
-        from obsbench import slo as slo_mod
-    except ImportError as exc:
-        msg = "SLO support (obsbench.slo) is not installed in this build"
-        raise ConfigError(msg, hint="remove `slos:` from the rule file.") from exc
-    slo = path_or_slo
-    if isinstance(path_or_slo, str | Path):
-        loader = getattr(slo_mod, "load_slo", None) or getattr(slo_mod, "parse_slo", None)
-        if loader is None:
-            msg = "obsbench.slo has no load_slo()/parse_slo()"
-            raise ConfigError(msg, hint="update obsbench.slo.")
-        slo = loader(path_or_slo)
-    return [_rule_from_burn_rate(alert) for alert in slo_mod.burn_rate_alerts(slo)]
+    from obsbench import slo as slo_mod
+
+    slos = slo_mod.load_slos(path_or_slo) if isinstance(path_or_slo, str | Path) else [path_or_slo]
+    return [burn_rate_rule(br) for s in slos for br in slo_mod.burn_rate_alerts(s)]
 
 
-def _rule_from_burn_rate(alert: object) -> Rule:
-    if isinstance(alert, Rule):
-        return alert
-    for meth in ("to_rule", "as_rule", "model_dump", "to_dict"):
-        fn = getattr(alert, meth, None)
-        if callable(fn):
-            data = fn()
-            return data if isinstance(data, Rule) else Rule.model_validate(data)
-    if isinstance(alert, dict):
-        return Rule.model_validate(alert)
-    msg = f"cannot turn {type(alert).__name__} into a rule"
-    raise ConfigError(msg, hint="burn_rate_alerts() should yield rule dicts or Rule objects.")
+def burn_rate_rule(br: Any) -> Rule:
+    """A :class:`Rule` from one :class:`obsbench.slo.BurnRateRule`."""
+    from obsbench import slo as slo_mod
+
+    slo = slo_mod.SLO(
+        name=br.slo,
+        service=br.service,
+        sli=br.sli,
+        objective=br.objective,
+        window=br.long_window,
+    )
+    annotations = dict(br.annotations)
+    runbook = annotations.pop("runbook_url", None)
+    return Rule.model_validate(
+        {
+            "name": br.name,
+            "signal": {
+                "metric": "burn_rate",
+                "dataset": br.sli.dataset,
+                "window": br.long_window,
+                "params": {"slo": slo.model_dump(mode="json"), "and_window": br.short_window},
+            },
+            "op": ">",
+            "thresholds": {br.severity: br.factor},
+            "labels": {k: v for k, v in br.labels.items() if k not in ("severity", "alertname")},
+            "annotations": annotations,
+            "runbook_url": runbook,
+            "no_data": "ok",
+        }
+    )
 
 
 def _read(text_or_path: str | Path) -> tuple[str, str, Path]:

@@ -57,7 +57,7 @@ class SignalSpec:
     dataset: str
     expr: Callable[[dict[str, Any]], pl.Expr]
     doc: str
-    prepare: Callable[[pl.LazyFrame, Store | None], pl.LazyFrame] | None = None
+    prepare: Callable[[pl.LazyFrame, Store | None, dict[str, Any]], pl.LazyFrame] | None = None
     default_by: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -101,33 +101,43 @@ def _error_rate(params: dict[str, Any]) -> pl.Expr:
 
 def _latency_quantile(q: float) -> Callable[[dict[str, Any]], pl.Expr]:
     def build(params: dict[str, Any]) -> pl.Expr:
-        fn = _metric_fn("sla", "latency_percentile", "latency_quantile", "percentile_latency")
-        p = {"q": q, **params}
-        return fn(**p)
+        return _metric_fn("sla", "latency_percentile")(**{"q": q, **params})
 
     return build
 
 
 def _slippage(params: dict[str, Any]) -> pl.Expr:
-    fn = _metric_fn("execution", "slippage_bps")
-    return fn(**params).mean()
+    slippage_bps = _metric_fn("execution", "slippage_bps")
+    weighted_mean = _metric_fn("execution", "weighted_mean")
+    return weighted_mean(slippage_bps(**params), "qty")
 
 
-def _prepare_fills(frame: pl.LazyFrame, store: Store | None) -> pl.LazyFrame:
-    if store is None:
+def _prepare_fills(
+    frame: pl.LazyFrame, store: Store | None, params: dict[str, Any]
+) -> pl.LazyFrame:
+    if "arrival_px" in frame.collect_schema().names() or store is None:
         return frame
     orders = store.scan("orders").select("order_id", "strategy", "broker", "arrival_px")
     return frame.join(orders, on="order_id", how="left")
 
 
 def _drawdown(params: dict[str, Any]) -> pl.Expr:
-    fn = _metric_fn("returns", "drawdown")
-    return fn("ret", **params).last()
+    return _metric_fn("returns", "drawdown")("ret", **params).last()
 
 
 def _quota(params: dict[str, Any]) -> pl.Expr:
-    fn = _metric_fn("quotas", "quota_utilisation", "quota_utilization", "utilisation")
-    return fn(**params).max()
+    return _metric_fn("quotas", "peak_utilisation")(**params)
+
+
+def _burn_rate(params: dict[str, Any]) -> pl.Expr:
+    return _metric_fn("sla", "burn_rate")("good", objective=float(params["slo"]["objective"]))
+
+
+def _prepare_sli(frame: pl.LazyFrame, store: Store | None, params: dict[str, Any]) -> pl.LazyFrame:
+    from obsbench import slo as slo_mod
+
+    slo = slo_mod.SLO.model_validate(params["slo"])
+    return slo_mod.sli_events(slo, frame)
 
 
 register(
@@ -139,7 +149,7 @@ register(
     SignalSpec(
         "requests",
         _latency_quantile(0.99),
-        "99th percentile of latency_ms (metrics.sla latency percentile).",
+        "99th percentile of latency_ms (metrics.sla.latency_percentile, q=0.99).",
     ),
 )
 register(
@@ -147,15 +157,16 @@ register(
     SignalSpec("requests", _latency_quantile(0.95), "95th percentile of latency_ms."),
 )
 register(
-    "latency_quantile",
-    SignalSpec("requests", _latency_quantile(0.5), "Latency quantile; param q (default 0.5)."),
+    "latency_percentile",
+    SignalSpec("requests", _latency_quantile(0.5), "Latency percentile; param q (default 0.5)."),
 )
 register(
     "slippage",
     SignalSpec(
         "fills",
         _slippage,
-        "Mean slippage of fills vs arrival price, bps (metrics.execution.slippage_bps).",
+        "Quantity-weighted mean slippage of fills against the order's arrival price, bps "
+        "(metrics.execution.slippage_bps, weighted_mean); positive is a cost.",
         prepare=_prepare_fills,
     ),
 )
@@ -164,8 +175,8 @@ register(
     SignalSpec(
         "returns",
         _drawdown,
-        "Current drawdown from the running peak over the window (metrics.returns.drawdown); "
-        "negative numbers are losses, so rules use op '<'.",
+        "Drawdown at the window's end from the running peak within the window "
+        "(metrics.returns.drawdown); losses are negative, so rules use op '<'.",
     ),
 )
 register(
@@ -173,7 +184,18 @@ register(
     SignalSpec(
         "api_usage",
         _quota,
-        "Peak used/limit of API quotas over the window (metrics.quotas).",
+        "Peak used/limit of API quota windows (metrics.quotas.peak_utilisation).",
+    ),
+)
+register(
+    "burn_rate",
+    SignalSpec(
+        "requests",
+        _burn_rate,
+        "SLO error-budget burn rate (metrics.sla.burn_rate over obsbench.slo.sli_events); "
+        "param slo (the SLO as a dict), optional and_window: the value is the smaller of "
+        "the burn rates over window and and_window, so '>' means both exceed.",
+        prepare=_prepare_sli,
     ),
 )
 
@@ -191,8 +213,28 @@ def _where(frame: pl.LazyFrame, where: dict[str, Any]) -> pl.LazyFrame:
 
 def _metric_expr(signal: MetricSignal) -> tuple[SignalSpec, pl.Expr]:
     spec = get(signal.metric)
-    params = {**spec.params, **signal.params}
+    params = {k: v for k, v in {**spec.params, **signal.params}.items() if k not in _SOURCE_PARAMS}
+    if signal.metric == "burn_rate":
+        params["slo"] = signal.params["slo"]
     return spec, spec.expr(params).cast(pl.Float64).alias("value")
+
+
+_SOURCE_PARAMS = frozenset({"and_window", "slo"})
+
+
+def _and_window(signal: MetricSignal, fn: Callable[[MetricSignal], pl.DataFrame]) -> pl.DataFrame:
+    """``fn`` over ``window``, or the smaller value over ``window`` and ``and_window``."""
+    other = signal.params.get("and_window")
+    if other is None:
+        return fn(signal)
+    from obsbench.alerts.durations import parse_duration
+
+    params = {k: v for k, v in signal.params.items() if k != "and_window"}
+    first = fn(signal.model_copy(update={"params": params}))
+    second = fn(signal.model_copy(update={"params": params, "window": parse_duration(other)}))
+    keys = [c for c in first.columns if c != "value"]
+    both = first.join(second, on=keys, how="inner", suffix="_2", nulls_equal=True)
+    return both.with_columns(value=pl.min_horizontal("value", "value_2")).drop("value_2")
 
 
 def evaluate_metric(
@@ -207,6 +249,36 @@ def evaluate_metric(
     Reads ``frame`` if given, else the signal's dataset from ``store``; only rows with
     ``at - window < ts <= at`` count.
     """
+    return _and_window(signal, lambda s: _evaluate_metric(s, at, store=store, frame=frame))
+
+
+def metric_history(
+    signal: MetricSignal,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    *,
+    store: Store | None = None,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+) -> pl.DataFrame:
+    """A named signal at every multiple of ``step`` in ``[start, end]`` (one polars pass).
+
+    Each evaluation ``t`` aggregates the rows with ``t - window < ts <= t``
+    (``group_by_dynamic`` with right-closed windows labelled by their end), exactly what
+    :func:`evaluate_metric` gives at ``t``.
+    """
+    return _and_window(
+        signal, lambda s: _metric_history(s, start, end, step, store=store, frame=frame)
+    )
+
+
+def _evaluate_metric(
+    signal: MetricSignal,
+    at: datetime,
+    *,
+    store: Store | None = None,
+    frame: pl.DataFrame | pl.LazyFrame | None = None,
+) -> pl.DataFrame:
     from obsbench.store import time_column
 
     spec, expr = _metric_expr(signal)
@@ -225,7 +297,7 @@ def evaluate_metric(
     )
 
 
-def metric_history(
+def _metric_history(
     signal: MetricSignal,
     start: datetime,
     end: datetime,
@@ -234,12 +306,6 @@ def metric_history(
     store: Store | None = None,
     frame: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
-    """A named signal at every multiple of ``step`` in ``[start, end]`` (one polars pass).
-
-    Each evaluation ``t`` aggregates the rows with ``t - window < ts <= t``
-    (``group_by_dynamic`` with right-closed windows labelled by their end), exactly what
-    :func:`evaluate_metric` gives at ``t``.
-    """
     from obsbench.store import time_column
 
     spec, expr = _metric_expr(signal)
@@ -287,7 +353,7 @@ def _source(
             store = Store()
         lf = store.scan(spec.dataset, start=start, end=end)
     if spec.prepare is not None:
-        lf = spec.prepare(lf, store)
+        lf = spec.prepare(lf, store, {**spec.params, **signal.params})
     return _where(lf, signal.where)
 
 

@@ -524,23 +524,13 @@ def advance(
     live = state.filter(~pl.col("rule").is_in(skip))
     if params is None:
         params = obs.select("rule", "for_us", "kff_us").unique("rule")
+    keys = ["rule", "series", "severity"]
     # Carried rules: each alert's last condition and value stand in for an observation.
     carried = live.filter(pl.col("rule").is_in(carry)).select(
-        "rule",
-        "series",
-        "severity",
-        cond=pl.col("keep_since").is_null(),
-        value=pl.col("value"),
+        *keys, cond=pl.col("keep_since").is_null(), value=pl.col("value")
     )
-    obs = pl.concat(
-        [
-            obs.filter(~pl.col("rule").is_in(carry) & ~pl.col("rule").is_in(skip)).select(
-                "rule", "series", "severity", "cond", "value"
-            ),
-            carried,
-        ]
-    )
-    keys = ["rule", "series", "severity"]
+    fresh = obs.filter(~pl.col("rule").is_in(skip)).select(*keys, "cond", "value")
+    obs = pl.concat([carried, fresh.join(carried, on=keys, how="anti")])
     prev = live.select(
         *keys,
         prev_state="state",
