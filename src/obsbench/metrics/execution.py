@@ -573,7 +573,7 @@ def _id_list(ids: pl.Series) -> str:
 
 
 def _fill_stats(fills: pl.LazyFrame) -> pl.LazyFrame:
-    """Per-order aggregates of the fills (one group_by pass)."""
+    """Per-order aggregates of the fills (one group_by pass, numeric aggregations only)."""
     return fills.group_by("order_id").agg(
         pl.len().alias("n_fills"),
         pl.col("qty").sum().alias("filled_qty"),
@@ -581,51 +581,67 @@ def _fill_stats(fills: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("fee").sum().alias("fees"),
         pl.col("ts").min().alias("first_fill_ts"),
         pl.col("ts").max().alias("last_fill_ts"),
-        pl.col("side").first().alias("_fill_side"),
-        pl.col("side").n_unique().alias("_fill_sides"),
-        pl.col("symbol").first().alias("_fill_symbol"),
-        pl.col("symbol").n_unique().alias("_fill_symbols"),
+        # side and symbol consistency without string aggregations: count the buys, and
+        # the min/max of the symbol's hash (equal to the order's iff one symbol)
+        (pl.col("side") == "buy").sum().alias("_buys"),
+        pl.col("symbol").hash().min().alias("_sym_lo"),
+        pl.col("symbol").hash().max().alias("_sym_hi"),
     )
 
 
-def _cross_problems(orders: pl.DataFrame, stats: pl.DataFrame, fills: pl.DataFrame) -> list[str]:
-    """Cross-frame problems between orders and the per-order fill aggregates."""
+_FILLED = pl.col("n_fills") > 0
+_CROSS_CHECKS: dict[str, pl.Expr] = {
+    "fill side differs from the order's side": _FILLED
+    & pl.when(pl.col("side") == "buy")
+    .then(pl.col("_buys") != pl.col("n_fills"))
+    .otherwise(pl.col("_buys") != 0),
+    "fill symbol differs from the order's symbol": _FILLED
+    & ((pl.col("_sym_lo") != pl.col("_sym_hi")) | (pl.col("_sym_lo") != pl.col("symbol").hash())),
+    "fills before the order's decision time (ts)": pl.col("first_fill_ts") < pl.col("ts"),
+    "filled quantity exceeds the order quantity (overfill)": pl.col("filled_qty")
+    > pl.col("qty") * (1.0 + _QTY_RTOL),
+}
+
+
+def _cross_problems(joined: pl.DataFrame, stats: pl.DataFrame, fills: pl.DataFrame) -> list[str]:
+    """Cross-frame problems, from orders left-joined with their fill stats.
+
+    The common (valid) path is one pass of boolean sums; offending ids are looked up only
+    when a check fails.
+    """
     problems: list[str] = []
-    orphans = stats.join(orders.select("order_id"), on="order_id", how="anti")["order_id"]
-    if orphans.len():
-        fill_ids = fills.filter(pl.col("order_id").is_in(orphans.implode()))["fill_id"]
+    counts = joined.select(
+        pl.col("n_fills").is_not_null().sum().alias("_matched"),
+        *(cond.fill_null(False).sum().alias(label) for label, cond in _CROSS_CHECKS.items()),
+    ).row(0, named=True)
+    if counts.pop("_matched") < stats.height:
+        orphans = stats.join(joined.select("order_id"), on="order_id", how="anti")["order_id"]
+        fill_ids = fills.filter(pl.col("order_id").is_in(orphans.implode()))["fill_id"].sort()
         problems.append(
             f"{fill_ids.len()} fill(s) of order_id(s) absent from orders: fill_id "
             f"{_id_list(fill_ids)} (order_id {_id_list(orphans.sort())})"
         )
-    joined = orders.select("order_id", "ts", "symbol", "side", "qty").join(
-        stats, on="order_id", how="inner"
-    )
-    checks = {
-        "fill side differs from the order's side": (pl.col("_fill_sides") > 1)
-        | (pl.col("_fill_side") != pl.col("side")),
-        "fill symbol differs from the order's symbol": (pl.col("_fill_symbols") > 1)
-        | (pl.col("_fill_symbol") != pl.col("symbol")),
-        "fills before the order's decision time (ts)": pl.col("first_fill_ts") < pl.col("ts"),
-        "filled quantity exceeds the order quantity (overfill)": pl.col("filled_qty")
-        > pl.col("qty") * (1.0 + _QTY_RTOL),
-    }
-    for label, condition in checks.items():
-        bad = joined.filter(condition)["order_id"].sort()
-        if bad.len():
+    for label, n in counts.items():
+        if n:
+            bad = joined.filter(_CROSS_CHECKS[label].fill_null(False))["order_id"].sort()
             problems.append(f"{label}: {bad.len()} order(s), order_id {_id_list(bad)}")
     return problems
 
 
 def _validated(
     orders: Frame, fills: Frame, quotes: Frame | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
-    """Schema-validated orders, fills, per-order fill stats (and quotes), cross-checked."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    """Validated orders with their fill totals, validated fills (and quotes).
+
+    The orders come back with ``n_fills``, ``filled_qty``, ``fill_notional``, ``fees``
+    (0 without fills), ``first_fill_ts`` and ``last_fill_ts`` (null without fills).
+    """
     o = schemas.validate(_collect(orders), "orders", allow_extra=True)
     f = schemas.validate(_collect(fills), "fills", allow_extra=True)
     q = None if quotes is None else schemas.validate(_collect(quotes), "quotes", allow_extra=True)
     stats = _fill_stats(f.lazy()).collect()
-    problems = _cross_problems(o, stats, f)
+    joined = o.join(stats, on="order_id", how="left")
+    problems = _cross_problems(joined, stats, f)
     if problems:
         dataset = "fills"
         raise SchemaError(
@@ -634,7 +650,11 @@ def _validated(
             hint="every fill must belong to an order in `orders`, with the order's side and "
             "symbol, at or after its ts, and at most its quantity in total.",
         )
-    return o, f, stats.drop(pl.selectors.starts_with("_fill_")), q
+    totals = joined.drop("_buys", "_sym_lo", "_sym_hi").with_columns(
+        pl.col("n_fills").fill_null(0),
+        pl.col("filled_qty", "fill_notional", "fees").fill_null(0.0),
+    )
+    return totals, f, q
 
 
 def validate_execution(orders: F, fills: Frame, quotes: Frame | None = None) -> F:
@@ -703,17 +723,33 @@ def validate_execution(orders: F, fills: Frame, quotes: Frame | None = None) -> 
       - filled quantity exceeds the order quantity (overfill): 1 order(s), order_id o1
     ...
     """
-    o, _, stats, _ = _validated(orders, fills, quotes)
-    return _as(_with_fill_totals(o, stats), isinstance(orders, pl.LazyFrame))  # type: ignore[return-value]
-
-
-def _with_fill_totals(orders: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
-    return orders.join(stats, on="order_id", how="left").with_columns(
-        pl.col("n_fills", "filled_qty", "fill_notional", "fees").fill_null(0)
-    )
+    totals, _, _ = _validated(orders, fills, quotes)
+    return _as(totals, isinstance(orders, pl.LazyFrame))  # type: ignore[return-value]
 
 
 # =========================================================================== market prices
+
+
+def _asof_ready(frame: Frame, ts: str) -> pl.LazyFrame:
+    """``frame`` ordered as ``join_asof(by="symbol")`` needs: by ``ts`` within each symbol.
+
+    Sorting is skipped when an eager frame already is in such an order: globally by time
+    (time-major quotes, as the simulator and most feeds write them) or symbol by symbol,
+    each symbol in one contiguous, time-sorted run (a per-symbol file layout). Both checks
+    are single O(n) passes, much cheaper than the sort they avoid.
+    """
+    if isinstance(frame, pl.DataFrame) and frame.height:
+        if frame[ts].is_sorted():
+            return frame.lazy().set_sorted(ts)
+        sym = pl.col("symbol")
+        new_run = sym != sym.shift()
+        runs_ok = frame.select(
+            (new_run | (pl.col(ts).diff() >= pl.duration(microseconds=0))).all().alias("ok"),
+            (new_run.sum() + 1 == sym.n_unique()).alias("contiguous"),
+        ).row(0)
+        if all(runs_ok):
+            return frame.lazy()
+    return frame.lazy().sort(ts)
 
 
 def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
@@ -736,8 +772,9 @@ def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
     Returns
     -------
     pl.DataFrame or pl.LazyFrame
-        ``frame`` (same rows, sorted by ``at``) plus ``name``; null where the symbol has no
-        quote at or before the time (a mid is never taken from the future).
+        ``frame`` plus ``name``; null where the symbol has no quote at or before the time
+        (a mid is never taken from the future). Rows come back in time order, or in their
+        own order when that already is time order within each symbol.
 
     Examples
     --------
@@ -764,19 +801,32 @@ def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
     [None, 10.0, 11.0]
     """
     lazy = isinstance(frame, pl.LazyFrame)
-    market = quotes.lazy().select("symbol", pl.col("ts").alias(at), pl.col("mid").alias(name))
+    # join on a u64 hash of the symbol (4x faster than a string key), unless two of the
+    # quoted symbols collide, which is checked on the distinct symbols only
+    symbols = quotes.lazy().select(pl.col("symbol").unique())
+    distinct = symbols.select(pl.len(), pl.col("symbol").hash().n_unique()).collect().row(0)
+    key = pl.col("symbol").hash() if distinct[0] == distinct[1] else pl.col("symbol")
+    market = _asof_ready(quotes, "ts").select(
+        key.alias("_sym"), pl.col("ts").alias(at), pl.col("mid").alias(name)
+    )
     out = (
-        frame.lazy()
-        .sort(at)
-        .join_asof(market.sort(at), on=at, by="symbol", strategy="backward", check_sortedness=False)
+        _asof_ready(frame, at)
+        .with_columns(key.alias("_sym"))
+        .join_asof(market, on=at, by="_sym", strategy="backward", check_sortedness=False)
+        .drop("_sym")
     )
     return out if lazy else out.collect()  # type: ignore[return-value]
+
+
+def _last_mid() -> pl.Expr:
+    """The mid of the latest quote (an O(n) arg-max, no sort)."""
+    return pl.col("mid").get(pl.col("ts").arg_max())
 
 
 def _end_px(orders: pl.LazyFrame, quotes: pl.LazyFrame, end: datetime | None) -> pl.LazyFrame:
     """``orders`` + ``end_px``: each symbol's mid at ``end`` (default: its last quote)."""
     if end is None:
-        last = quotes.group_by("symbol").agg(pl.col("mid").sort_by("ts").last().alias("end_px"))
+        last = quotes.group_by("symbol").agg(_last_mid().alias("end_px"))
         return orders.join(last, on="symbol", how="left")
     at = (
         orders.select("symbol")
@@ -997,10 +1047,10 @@ def interval_twap(intervals: F, quotes: Frame, *, start: str = "start", end: str
 
 
 def _order_level(
-    o: pl.DataFrame, stats: pl.DataFrame, q: pl.DataFrame | None, end: datetime | None
+    totals: pl.DataFrame, q: pl.DataFrame | None, end: datetime | None
 ) -> pl.LazyFrame:
     """One row per order: order columns, fill totals and (with quotes) cost columns."""
-    lf = _with_fill_totals(o, stats).lazy()
+    lf = totals.lazy()
     avg_px = pl.when(pl.col("filled_qty") > 0).then(pl.col("fill_notional") / pl.col("filled_qty"))
     lf = lf.with_columns(
         avg_px.alias("avg_px"),
@@ -1052,8 +1102,8 @@ def order_executions(
     SchemaError
         As :func:`validate_execution`.
     """
-    o, _, stats, q = _validated(orders, fills, quotes)
-    out = _order_level(o, stats, q, end).collect()
+    totals, _, q = _validated(orders, fills, quotes)
+    out = _order_level(totals, q, end).collect()
     return _as(out, isinstance(orders, pl.LazyFrame))  # type: ignore[return-value]
 
 
@@ -1104,7 +1154,7 @@ def fill_slippage(
     if quotes is None and benchmark in ("fill_mid", "interval_twap"):
         msg = f"benchmark={benchmark!r} needs quotes"
         raise InvalidParameter(msg, hint="pass quotes=..., or use benchmark='arrival'.")
-    o, f, stats, q = _validated(orders, fills, quotes)
+    o, f, q = _validated(orders, fills, quotes)
     order_cols = o.select(
         "order_id",
         pl.col("ts").alias("order_ts"),
@@ -1121,9 +1171,14 @@ def fill_slippage(
         lf = mid_at(lf, q.lazy(), name="benchmark_px")
     else:
         life = (
-            stats.lazy()
-            .select("order_id", pl.col("last_fill_ts").alias("end"))
-            .join(o.lazy().select("order_id", "symbol", pl.col("ts").alias("start")), on="order_id")
+            o.lazy()
+            .filter(pl.col("n_fills") > 0)
+            .select(
+                "order_id",
+                "symbol",
+                pl.col("ts").alias("start"),
+                pl.col("last_fill_ts").alias("end"),
+            )
         )
         if benchmark == "interval_vwap":
             prints = f.lazy() if trades is None else trades.lazy()
@@ -1218,8 +1273,8 @@ def fill_rates(orders: F, fills: Frame, *, by: Sequence[str] = ("strategy",)) ->
     SchemaError
         As :func:`validate_execution`.
     """
-    o, _, stats, _ = _validated(orders, fills)
-    lf = _with_fill_totals(o, stats).lazy()
+    o, _, _ = _validated(orders, fills)
+    lf = o.lazy()
     keys = list(by)
     out = (
         lf.group_by(keys).agg(_fill_rate_aggs()).sort(keys)
@@ -1352,8 +1407,8 @@ def execution_latency(
     SchemaError
         As :func:`validate_execution`, and if ``acks`` name unknown orders.
     """
-    o, _, stats, _ = _validated(orders, fills)
-    lf = _with_fill_totals(o, stats).lazy()
+    o, _, _ = _validated(orders, fills)
+    lf = o.lazy()
     available = {"ts", "first_fill_ts", "last_fill_ts"}
     if acks is not None:
         check_columns(acks, ("order_id", "ts"), dataset="acks", temporal=("ts",))
@@ -1492,15 +1547,16 @@ def execution_summary(
     SchemaError
         As :func:`validate_execution`, and for quotes failing their schema.
     """
-    o, f, stats, q = _validated(orders, fills, quotes)
+    o, f, q = _validated(orders, fills, quotes)
     assert q is not None
     mid_slip = (
-        mid_at(f.lazy().select("order_id", "ts", "symbol", "side", "qty", "px"), q.lazy())
+        mid_at(f.select("order_id", "ts", "symbol", "side", "qty", "px"), q)
+        .lazy()
         .with_columns(slippage_bps("side", "mid", "px"))
         .group_by("order_id")
         .agg(weighted_mean("slippage_bps", "qty").alias("slippage_mid_bps"))
     )
-    per_order = _order_level(o, stats, q, end).join(mid_slip, on="order_id", how="left")
+    per_order = _order_level(o, q, end).join(mid_slip, on="order_id", how="left")
     keys = list(by)
     out = (
         per_order.group_by(keys)

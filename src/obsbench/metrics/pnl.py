@@ -56,7 +56,7 @@ from obsbench import schemas
 from obsbench._typing import IntoExpr
 from obsbench.errors import SchemaError
 from obsbench.metrics._common import metric, to_expr
-from obsbench.metrics.execution import _validated, side_sign
+from obsbench.metrics.execution import _last_mid, _validated, side_sign
 from obsbench.metrics.sla import check_columns
 
 __all__ = [
@@ -178,7 +178,7 @@ def daily_marks(quotes: F) -> F:
     out = (
         q.lazy()
         .group_by("symbol", pl.col("ts").dt.date().alias("date"))
-        .agg(pl.col("mid").sort_by("ts").last().alias("close"))
+        .agg(_last_mid().alias("close"))
         .sort("symbol", "date")
     )
     return out if lazy else out.collect()  # type: ignore[return-value]
@@ -248,7 +248,7 @@ def pnl_attribution(
     if quotes is None and marks is None:
         dataset, msg = "marks", "pnl_attribution needs close marks: got neither quotes nor marks"
         raise SchemaError(dataset, [msg], hint="pass quotes=... or marks=(symbol, date, close).")
-    o, f, _, _ = _validated(orders, fills)
+    o, f, _ = _validated(orders, fills)
     if marks is None:
         assert quotes is not None
         m = daily_marks(quotes.lazy() if isinstance(quotes, pl.LazyFrame) else quotes)

@@ -60,7 +60,7 @@ from obsbench import schemas
 from obsbench._typing import IntoExpr
 from obsbench.errors import ConfigError, SchemaError
 from obsbench.metrics._common import metric, nan_where, to_expr
-from obsbench.metrics.execution import _validated, mid_at, side_sign
+from obsbench.metrics.execution import _last_mid, _validated, mid_at, side_sign
 from obsbench.metrics.sla import check_columns
 
 __all__ = [
@@ -416,7 +416,7 @@ def positions(
     SchemaError
         As :func:`~obsbench.metrics.execution.validate_execution`.
     """
-    o, f, _, _ = _validated(orders, fills)
+    o, f, _ = _validated(orders, fills)
     lf = f.lazy()
     if at is not None:
         lf = lf.filter(pl.col("ts") <= pl.lit(at).cast(schemas.TIMESTAMP))
@@ -482,7 +482,7 @@ def latest_marks(quotes: F, *, at: datetime | None = None) -> F:
     q = schemas.validate(quotes.collect() if lazy else quotes, "quotes", allow_extra=True)
     symbols = q.lazy().select("symbol").unique()
     if at is None:
-        out = q.lazy().group_by("symbol").agg(pl.col("mid").sort_by("ts").last().alias("px"))
+        out = q.lazy().group_by("symbol").agg(_last_mid().alias("px"))
     else:
         when = symbols.with_columns(pl.lit(at).cast(schemas.TIMESTAMP).alias("_at"))
         out = mid_at(when, q.lazy(), at="_at", name="px").drop("_at").drop_nulls("px")
