@@ -206,9 +206,7 @@ def run_pandas(frames: dict[str, Any]) -> Any:
     ):
         if df.drop(columns=["limit_px"], errors="ignore").isna().any().any():
             problems.append(f"nulls in {name}")
-        for c in pos:
-            if not (df[c] > 0).all():
-                problems.append(f"{name}.{c} not > 0")
+        problems.extend(f"{name}.{c} not > 0" for c in pos if not (df[c] > 0).all())
     if not (fills["fee"] >= 0).all():
         problems.append("negative fee")
     for name, df in (("orders", orders), ("fills", fills)):
