@@ -6,6 +6,13 @@ A metric module writes each metric once, as a function that turns column names o
 - :func:`metric` (decorator): the ``pl.Series`` convenience. Called with Series for its data
   parameters, a metric evaluates its own expression on a one-off frame and returns the
   Python scalar (``output="scalar"``) or a Series (``output="series"``).
+- :func:`let`: bind a per-group intermediate once and use it many times in one formula.
+  polars does not eliminate common subexpressions inside ``group_by().agg()`` (each
+  reference to ``pl.col("ret").fill_nan(None)`` or to a ``cum_prod`` is recomputed), so
+  a metric that needs its input k times would pay k passes. ``let`` evaluates the input
+  once, implodes it per group and runs the formula on ``pl.element()`` in the list engine,
+  where references are free. The same expression works in ``select``, ``over`` and
+  ``rolling``.
 - :func:`rolling_metric`: the rolling version of any aggregating expression, evaluated over
   the last ``window`` rows (``Expr.rolling`` over a row index), so rolling metrics are never
   re-written with ``rolling_mean``/``rolling_std`` formulas.
@@ -191,6 +198,66 @@ def metric(
         return wrapper
 
     return decorate
+
+
+def let(value: pl.Expr, formula: pl.Expr) -> pl.Expr:
+    """Evaluate ``formula`` (written over ``pl.element()``) with ``value`` computed once.
+
+    ``let(x, f(pl.element()))`` equals ``f(x)`` for any aggregating ``f``, in every context
+    (``select``, ``group_by().agg()``, ``over()``, ``Expr.rolling``), but evaluates ``x``
+    once per group however often ``f`` refers to it. Use it when ``x`` is costly (a
+    cleaning pass, a cumulative product, a sort) and ``f`` refers to it more than once.
+
+    Parameters
+    ----------
+    value
+        The intermediate to bind (one value per row of the group).
+    formula
+        An expression over ``pl.element()`` that aggregates to one value (a ``pl.struct``
+        of several aggregations is fine: unnest it afterwards).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> e = pl.element()
+    >>> df = pl.DataFrame({"g": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]})
+    >>> df.group_by("g", maintain_order=True).agg(let(pl.col("x") * 2, e.max() - e.min()))
+    shape: (2, 2)
+    ┌─────┬─────┐
+    │ g   ┆ x   │
+    │ --- ┆ --- │
+    │ str ┆ f64 │
+    ╞═════╪═════╡
+    │ a   ┆ 4.0 │
+    │ b   ┆ 0.0 │
+    └─────┴─────┘
+    """
+    return value.implode().list.agg(formula)
+
+
+def let_struct(value: pl.Expr, *formulas: pl.Expr) -> pl.Expr:
+    """Like :func:`let` for several named formulas at once, returned as one struct column.
+
+    Unnest the result (``frame.unnest(name)``) to get one column per formula. (A struct
+    body in ``list.agg`` is mistyped by polars' lazy schema resolution, so this uses
+    ``list.eval`` and takes the single element.)
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> e = pl.element()
+    >>> df = pl.DataFrame({"x": [1.0, 3.0]})
+    >>> df.select(let_struct(pl.col("x"), e.min().alias("lo"), e.max().alias("hi"))).unnest("x")
+    shape: (1, 2)
+    ┌─────┬─────┐
+    │ lo  ┆ hi  │
+    │ --- ┆ --- │
+    │ f64 ┆ f64 │
+    ╞═════╪═════╡
+    │ 1.0 ┆ 3.0 │
+    └─────┴─────┘
+    """
+    return value.implode().list.eval(pl.struct(*formulas)).list.first()
 
 
 def rolling_metric(expr: pl.Expr, *, window: int) -> pl.Expr:

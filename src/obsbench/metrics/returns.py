@@ -33,6 +33,10 @@ Conventions (one decision each, shared by every function here)
 - **Sign.** Losses are negative numbers: :func:`max_drawdown`, :func:`value_at_risk` and
   :func:`conditional_value_at_risk` are return quantities (``-0.03`` is a 3% loss), as in
   empyrical and quantstats.
+- **Speed.** polars does not share common subexpressions inside ``group_by().agg()``, so
+  each metric binds its input once per group with :func:`~obsbench.metrics._common.let`
+  (clean the returns, or build the wealth index, once) and evaluates its formula on that.
+  :func:`strategy_summary` binds each input once for *all* metrics.
 - **Order.** Path-dependent metrics (drawdowns, Calmar, stability) use row order: sort by
   ``ts`` (within each strategy) first. :func:`strategy_summary` does this itself.
 
@@ -63,6 +67,7 @@ shape: (2, 3)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from statistics import NormalDist
 
 import polars as pl
@@ -75,6 +80,8 @@ from obsbench.metrics._common import (
     ensure_choice,
     ensure_level,
     ensure_positive,
+    let,
+    let_struct,
     metric,
     nan_where,
     rolling_metric,
@@ -107,6 +114,9 @@ __all__ = [
 _BETA_MIN_VARIANCE = 1.0e-30  # empyrical: a benchmark variance below this gives beta NaN
 
 
+_E = pl.element()  # inside a `let` formula: the values bound for the current group
+
+
 def _clean(ret: IntoExpr) -> pl.Expr:
     """The returns as Float64 with NaN turned into null, so every reduction skips both."""
     return to_expr(ret).cast(pl.Float64).fill_nan(None)
@@ -119,8 +129,7 @@ def _excess(r: pl.Expr, rate: float) -> pl.Expr:
 
 def _std(x: pl.Expr) -> pl.Expr:
     """Sample standard deviation (ddof=1), exactly 0 when all present values are equal."""
-    constant = (x.max() == x.min()) & (x.count() > 1)
-    return pl.when(constant).then(pl.lit(0.0)).otherwise(x.std(ddof=1))
+    return x.std(ddof=1) * pl.when(x.max() > x.min()).then(1.0).otherwise(0.0)
 
 
 def _wealth(r: pl.Expr) -> pl.Expr:
@@ -128,9 +137,118 @@ def _wealth(r: pl.Expr) -> pl.Expr:
     return (r.fill_null(0.0) + 1.0).cum_prod()
 
 
+def _log_wealth(r: pl.Expr) -> pl.Expr:
+    """Cumulative log return of cleaned returns (null where the return is missing)."""
+    return r.log1p().cum_sum()
+
+
 def _underwater_ratio(wealth: pl.Expr) -> pl.Expr:
     """``wealth / running peak`` with the peak starting at 1.0 before the first return."""
     return wealth / wealth.cum_max().clip(lower_bound=1.0)
+
+
+# What a formula is evaluated on: each metric binds one of these once per group (`let`)
+# and its formula refers to it as `_E` as often as it needs, at no extra cost.
+_RETURNS, _WEALTH, _LOG_WEALTH = "returns", "wealth", "log_wealth"
+_SOURCES: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+    _RETURNS: lambda r: r,
+    _WEALTH: _wealth,
+    _LOG_WEALTH: _log_wealth,
+}
+
+
+def _bind(ret: IntoExpr, source: str, formula: pl.Expr) -> pl.Expr:
+    """``formula`` (over ``_E``) evaluated on ``source`` of the cleaned returns."""
+    return let(_SOURCES[source](_clean(ret)), formula)
+
+
+def _scalar(ret: IntoExpr, source: str, formula: pl.Expr, name: str) -> pl.Expr:
+    return _bind(ret, source, formula).fill_null(NAN).alias(name)
+
+
+# --------------------------------------------------------------------------- formulas
+# Each metric's formula, written once over the bound values `r` (cleaned returns), `w`
+# (wealth index) or `y` (log wealth). Public functions and strategy_summary both use them.
+
+
+def _cagr(ending: pl.Expr, n: pl.Expr, p: float) -> pl.Expr:
+    return ending ** (1.0 / (n.cast(pl.Float64) / p)) - 1.0
+
+
+def _f_total_return(r: pl.Expr) -> pl.Expr:
+    return nan_where(r.len() == 0, (r + 1.0).product() - 1.0)
+
+
+def _f_annual_return(r: pl.Expr, p: float) -> pl.Expr:
+    return nan_where(r.len() == 0, _cagr((r + 1.0).product(), r.len(), p))
+
+
+def _f_annual_volatility(r: pl.Expr, p: float) -> pl.Expr:
+    return nan_where(r.len() < 2, _std(r) * math.sqrt(p))
+
+
+def _f_downside_risk(r: pl.Expr, required_return: float, p: float) -> pl.Expr:
+    shortfall = _excess(r, required_return).clip(upper_bound=0.0)
+    return nan_where(r.len() == 0, (shortfall * shortfall).mean().sqrt() * math.sqrt(p))
+
+
+def _f_sharpe_ratio(r: pl.Expr, risk_free: float, p: float) -> pl.Expr:
+    excess = _excess(r, risk_free)
+    return nan_where(r.len() < 2, excess.mean() / _std(excess) * math.sqrt(p))
+
+
+def _f_sortino_ratio(r: pl.Expr, required_return: float, p: float) -> pl.Expr:
+    mean_annual = _excess(r, required_return).mean() * p
+    return nan_where(r.len() < 2, mean_annual / _f_downside_risk(r, required_return, p))
+
+
+def _f_value_at_risk(r: pl.Expr, level: float, method: str) -> pl.Expr:
+    q = 1.0 - level
+    if method == "historical":
+        return r.quantile(q, interpolation="linear").fill_null(NAN)
+    z = NormalDist().inv_cdf(q)
+    if method == "gaussian":
+        z_eff: pl.Expr | float = z
+    else:  # cornish_fisher; NaN moments only occur with zero dispersion, where σ = 0
+        s = r.skew(bias=True)
+        k = r.kurtosis(fisher=True, bias=True)
+        z_eff = (
+            z + (z**2 - 1) * s / 6 + (z**3 - 3 * z) * k / 24 - (2 * z**3 - 5 * z) * s * s / 36
+        ).fill_nan(0.0)
+    return (r.mean() + z_eff * _std(r)).fill_null(NAN)
+
+
+def _f_conditional_value_at_risk(r: pl.Expr, level: float) -> pl.Expr:
+    m = r.count().cast(pl.Int64)
+    k = ((m - 1).cast(pl.Float64) * (1.0 - level)).floor().cast(pl.Int64) + 1
+    return nan_where(m == 0, r.drop_nulls().bottom_k(k.clip(lower_bound=0)).mean())
+
+
+def _f_tail_ratio(r: pl.Expr) -> pl.Expr:
+    right = r.quantile(0.95, interpolation="linear").abs()
+    return (right / r.quantile(0.05, interpolation="linear").abs()).fill_null(NAN)
+
+
+def _f_omega_ratio(r: pl.Expr, threshold: float) -> pl.Expr:
+    excess = _excess(r, threshold)
+    losses = -excess.clip(upper_bound=0.0).sum()
+    ratio = pl.when(losses > 0).then(excess.clip(lower_bound=0.0).sum() / losses)
+    return nan_where(r.len() < 2, ratio)  # no losses: NaN (null -> NaN), as empyrical
+
+
+def _f_max_drawdown(w: pl.Expr) -> pl.Expr:
+    return nan_where(w.len() == 0, _underwater_ratio(w).min() - 1.0)
+
+
+def _f_calmar_ratio(w: pl.Expr, p: float) -> pl.Expr:
+    # CAGR from the final wealth (= prod(1 + r)); no drawdown (mdd == 0) gives NaN.
+    mdd = _f_max_drawdown(w)
+    return nan_where(w.len() == 0, pl.when(mdd < 0).then(_cagr(w.last(), w.len(), p) / -mdd))
+
+
+def _f_stability_of_timeseries(y: pl.Expr) -> pl.Expr:
+    # cum_count numbers the present values 1..m; corr drops the pairs where y is null.
+    return nan_where(y.len() < 2, pl.corr(y.cum_count(), y) ** 2)
 
 
 # --------------------------------------------------------------------------- growth
@@ -166,8 +284,7 @@ def total_return(ret: IntoExpr) -> pl.Expr:
     >>> round(total_return(pl.Series([0.1, -0.1])), 12)
     -0.01
     """
-    r = _clean(ret)
-    return nan_where(r.len() == 0, (r + 1.0).product() - 1.0).alias("total_return")
+    return _scalar(ret, _RETURNS, _f_total_return(_E), "total_return")
 
 
 @metric()
@@ -208,10 +325,7 @@ def annual_return(ret: IntoExpr, periods_per_year: float = TRADING_DAYS_PER_YEAR
     0.126825
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r = _clean(ret)
-    years = r.len().cast(pl.Float64) / p
-    cagr = (r + 1.0).product() ** (1.0 / years) - 1.0
-    return nan_where(r.len() == 0, cagr).alias("annual_return")
+    return _scalar(ret, _RETURNS, _f_annual_return(_E, p), "annual_return")
 
 
 # --------------------------------------------------------------------------- risk
@@ -250,8 +364,7 @@ def annual_volatility(ret: IntoExpr, periods_per_year: float = TRADING_DAYS_PER_
     0.028284
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r = _clean(ret)
-    return nan_where(r.len() < 2, _std(r) * math.sqrt(p)).alias("annual_volatility")
+    return _scalar(ret, _RETURNS, _f_annual_volatility(_E, p), "annual_volatility")
 
 
 @metric()
@@ -297,10 +410,8 @@ def downside_risk(
     0.022361
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r = _clean(ret)
-    shortfall = _excess(r, required_return).clip(upper_bound=0.0)
-    risk = (shortfall * shortfall).mean().sqrt() * math.sqrt(p)
-    return nan_where(r.len() == 0, risk).alias("downside_risk")
+    formula = _f_downside_risk(_E, required_return, p)
+    return _scalar(ret, _RETURNS, formula, "downside_risk")
 
 
 @metric()
@@ -326,8 +437,9 @@ def max_drawdown(ret: IntoExpr) -> pl.Expr:
     day's wealth (pandas ``expanding().max()`` on prices, older quantstats) miss it.
     Missing returns are flat periods. Empty input gives NaN; no loss gives 0.0.
 
-    Computed in one pass of ``cum_prod`` and one of ``cum_max`` per group, with the
-    subtraction of 1 applied after the ``min`` (exact: ``x - 1`` is monotone).
+    The wealth index is computed once per group (one ``cum_prod``) and bound with
+    :func:`~obsbench.metrics._common.let`; the drawdown is one ``cum_max``, a division and
+    a ``min``, with the subtraction of 1 after the ``min`` (exact: ``x - 1`` is monotone).
 
     References
     ----------
@@ -339,9 +451,7 @@ def max_drawdown(ret: IntoExpr) -> pl.Expr:
     >>> round(max_drawdown(pl.Series([-0.05, 0.1, -0.2, 0.05])), 6)
     -0.2
     """
-    r = _clean(ret)
-    trough = _underwater_ratio(_wealth(r)).min() - 1.0
-    return nan_where(r.len() == 0, trough).alias("max_drawdown")
+    return _scalar(ret, _WEALTH, _f_max_drawdown(_E), "max_drawdown")
 
 
 @metric(output="series")
@@ -439,23 +549,7 @@ def value_at_risk(
     """
     level = ensure_level(level)
     ensure_choice(method, VAR_METHODS, param_name="method")
-    r = _clean(ret)
-    q = 1.0 - level
-    if method == "historical":
-        var = r.quantile(q, interpolation="linear")
-    else:
-        z = NormalDist().inv_cdf(q)
-        sigma = _std(r)
-        if method == "gaussian":
-            var = r.mean() + z * sigma
-        else:
-            s = r.skew(bias=True)
-            k = r.kurtosis(fisher=True, bias=True)
-            z_cf = (
-                z + (z**2 - 1) * s / 6 + (z**3 - 3 * z) * k / 24 - (2 * z**3 - 5 * z) * s * s / 36
-            )
-            var = pl.when(sigma == 0).then(r.mean()).otherwise(r.mean() + z_cf * sigma)
-    return nan_where(r.count() == 0, var).alias("value_at_risk")
+    return _scalar(ret, _RETURNS, _f_value_at_risk(_E, level, method), "value_at_risk")
 
 
 @metric()
@@ -498,11 +592,8 @@ def conditional_value_at_risk(ret: IntoExpr, level: float = DEFAULT_VAR_LEVEL) -
     -0.013333
     """
     level = ensure_level(level)
-    r = _clean(ret)
-    m = r.count().cast(pl.Int64)
-    k = ((m - 1).cast(pl.Float64) * (1.0 - level)).floor().cast(pl.Int64) + 1
-    tail_mean = r.drop_nulls().bottom_k(k.clip(lower_bound=0)).mean()
-    return nan_where(m == 0, tail_mean).alias("conditional_value_at_risk")
+    formula = _f_conditional_value_at_risk(_E, level)
+    return _scalar(ret, _RETURNS, formula, "conditional_value_at_risk")
 
 
 @metric()
@@ -537,10 +628,7 @@ def tail_ratio(ret: IntoExpr) -> pl.Expr:
     >>> round(tail_ratio(pl.Series([-0.02, -0.01, 0.0, 0.01, 0.04])), 6)
     1.888889
     """
-    r = _clean(ret)
-    right = r.quantile(0.95, interpolation="linear").abs()
-    left = r.quantile(0.05, interpolation="linear").abs()
-    return nan_where(r.count() == 0, right / left).alias("tail_ratio")
+    return _scalar(ret, _RETURNS, _f_tail_ratio(_E), "tail_ratio")
 
 
 # --------------------------------------------------------------------------- ratios
@@ -586,10 +674,7 @@ def sharpe_ratio(
     2.552889
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r = _clean(ret)
-    excess = _excess(r, risk_free)
-    ratio = excess.mean() / _std(excess) * math.sqrt(p)
-    return nan_where(r.len() < 2, ratio).alias("sharpe_ratio")
+    return _scalar(ret, _RETURNS, _f_sharpe_ratio(_E, risk_free, p), "sharpe_ratio")
 
 
 @metric()
@@ -634,10 +719,8 @@ def sortino_ratio(
     -0.33541
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r = _clean(ret)
-    mean_annual = _excess(r, required_return).mean() * p
-    ratio = mean_annual / downside_risk(ret, required_return, p)
-    return nan_where(r.len() < 2, ratio).alias("sortino_ratio")
+    formula = _f_sortino_ratio(_E, required_return, p)
+    return _scalar(ret, _RETURNS, formula, "sortino_ratio")
 
 
 @metric()
@@ -672,9 +755,8 @@ def calmar_ratio(ret: IntoExpr, periods_per_year: float = TRADING_DAYS_PER_YEAR)
     >>> round(calmar_ratio(pl.Series([0.1, -0.1, 0.05, 0.02]), periods_per_year=4), 6)
     0.6029
     """
-    mdd = max_drawdown(ret)
-    ratio = annual_return(ret, periods_per_year) / mdd.abs()
-    return nan_where((mdd >= 0) | mdd.is_nan() | ratio.is_infinite(), ratio).alias("calmar_ratio")
+    p = ensure_positive(periods_per_year, param_name="periods_per_year")
+    return _scalar(ret, _WEALTH, _f_calmar_ratio(_E, p), "calmar_ratio")
 
 
 @metric()
@@ -713,11 +795,7 @@ def omega_ratio(ret: IntoExpr, threshold: float = 0.0) -> pl.Expr:
     >>> round(omega_ratio(pl.Series([0.02, -0.01, 0.03, -0.02])), 6)
     1.666667
     """
-    r = _clean(ret)
-    excess = _excess(r, threshold)
-    gains = excess.clip(lower_bound=0.0).sum()
-    losses = -excess.clip(upper_bound=0.0).sum()
-    return nan_where((r.len() < 2) | (losses <= 0), gains / losses).alias("omega_ratio")
+    return _scalar(ret, _RETURNS, _f_omega_ratio(_E, threshold), "omega_ratio")
 
 
 @metric()
@@ -751,31 +829,42 @@ def stability_of_timeseries(ret: IntoExpr) -> pl.Expr:
     >>> round(stability_of_timeseries(pl.Series([0.01, 0.012, 0.009, 0.011])), 6)
     0.997314
     """
-    r = _clean(ret)
-    log_wealth = r.drop_nulls().log1p().cum_sum()
-    fit = pl.corr(log_wealth.cum_count(), log_wealth) ** 2
-    return nan_where(r.len() < 2, fit).alias("stability_of_timeseries")
+    formula = _f_stability_of_timeseries(_E)
+    return _scalar(ret, _LOG_WEALTH, formula, "stability_of_timeseries")
 
 
 # --------------------------------------------------------------------------- benchmark
 
 
-def _paired(
-    ret: IntoExpr, benchmark: IntoExpr, risk_free: float
-) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """Excess strategy and benchmark returns, both null where either is missing."""
-    r = _clean(ret)
+def _bind_pair(ret: IntoExpr, benchmark: IntoExpr, formula: pl.Expr, name: str) -> pl.Expr:
+    """``formula`` over ``_E`` = struct {r, b} of cleaned strategy and benchmark returns."""
     b = _clean(to_expr(benchmark, param_name="benchmark"))
+    pair = pl.struct(_clean(ret).alias("r"), b.alias("b"))
+    return let(pair, formula).fill_null(NAN).alias(name)
+
+
+def _paired_excess(risk_free: float) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(all rows, strategy excess, benchmark excess); the latter null unless both present."""
+    r, b = _E.struct.field("r"), _E.struct.field("b")
     both = r.is_not_null() & b.is_not_null()
-    y = pl.when(both).then(_excess(r, risk_free))
-    x = pl.when(both).then(_excess(b, risk_free))
-    return r, y, x
+    return r, pl.when(both).then(_excess(r, risk_free)), pl.when(both).then(_excess(b, risk_free))
 
 
 def _beta(y: pl.Expr, x: pl.Expr) -> pl.Expr:
     centred = x - x.mean()
     variance = (centred * centred).mean()
     return (centred * y).mean() / pl.when(variance >= _BETA_MIN_VARIANCE).then(variance)
+
+
+def _f_beta(risk_free: float) -> pl.Expr:
+    r, y, x = _paired_excess(risk_free)
+    return nan_where(r.len() < 2, _beta(y, x))
+
+
+def _f_alpha(risk_free: float, p: float) -> pl.Expr:
+    r, y, x = _paired_excess(risk_free)
+    residual = (y - _beta(y, x) * x).mean()
+    return nan_where(r.len() < 2, (residual + 1.0) ** p - 1.0)
 
 
 @metric(data=("ret", "benchmark"))
@@ -813,8 +902,7 @@ def beta(ret: IntoExpr, benchmark: IntoExpr, risk_free: float = 0.0) -> pl.Expr:
     >>> round(beta(pl.Series([0.02, -0.01, 0.03]), pl.Series([0.01, -0.01, 0.02])), 6)
     1.357143
     """
-    r, y, x = _paired(ret, benchmark, risk_free)
-    return nan_where(r.len() < 2, _beta(y, x)).alias("beta")
+    return _bind_pair(ret, benchmark, _f_beta(risk_free), "beta")
 
 
 @metric(data=("ret", "benchmark"))
@@ -861,9 +949,7 @@ def alpha(
     0.012912
     """
     p = ensure_positive(periods_per_year, param_name="periods_per_year")
-    r, y, x = _paired(ret, benchmark, risk_free)
-    residual = (y - _beta(y, x) * x).mean()
-    return nan_where(r.len() < 2, (residual + 1.0) ** p - 1.0).alias("alpha")
+    return _bind_pair(ret, benchmark, _f_alpha(risk_free, p), "alpha")
 
 
 # --------------------------------------------------------------------------- rolling
@@ -943,6 +1029,26 @@ def _check_returns_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.Schema:
     return schema
 
 
+_SUMMARY_COLUMNS = (
+    "n_periods",
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "downside_risk",
+    "max_drawdown",
+    "calmar_ratio",
+    "omega_ratio",
+    "tail_ratio",
+    "stability_of_timeseries",
+    "value_at_risk",
+    "value_at_risk_gaussian",
+    "value_at_risk_cornish_fisher",
+    "conditional_value_at_risk",
+)
+
+
 def _summary_exprs(
     ret: pl.Expr,
     benchmark: pl.Expr | None,
@@ -953,25 +1059,37 @@ def _summary_exprs(
     periods_per_year: float,
     level: float,
 ) -> list[pl.Expr]:
-    """The metric expressions of :func:`strategy_summary`, in output order."""
+    """The metric formulas of :func:`strategy_summary`, one ``let`` per bound source.
+
+    The formulas are the ones the public functions evaluate; grouping them by source into
+    one struct each binds the (sorted, cleaned) returns, the wealth index and the log
+    wealth once per strategy instead of once per metric.
+    """
     p = periods_per_year
+    on_returns = (
+        _E.len().alias("n_periods"),
+        _f_total_return(_E).alias("total_return"),
+        _f_annual_return(_E, p).alias("annual_return"),
+        _f_annual_volatility(_E, p).alias("annual_volatility"),
+        _f_sharpe_ratio(_E, risk_free, p).alias("sharpe_ratio"),
+        _f_sortino_ratio(_E, required_return, p).alias("sortino_ratio"),
+        _f_downside_risk(_E, required_return, p).alias("downside_risk"),
+        _f_omega_ratio(_E, threshold).alias("omega_ratio"),
+        _f_tail_ratio(_E).alias("tail_ratio"),
+        _f_value_at_risk(_E, level, "historical").alias("value_at_risk"),
+        _f_value_at_risk(_E, level, "gaussian").alias("value_at_risk_gaussian"),
+        _f_value_at_risk(_E, level, "cornish_fisher").alias("value_at_risk_cornish_fisher"),
+        _f_conditional_value_at_risk(_E, level).alias("conditional_value_at_risk"),
+    )
+    on_wealth = (
+        _f_max_drawdown(_E).alias("max_drawdown"),
+        _f_calmar_ratio(_E, p).alias("calmar_ratio"),
+    )
+    cleaned = _clean(ret)
     exprs = [
-        ret.len().alias("n_periods"),
-        total_return(ret),
-        annual_return(ret, p),
-        annual_volatility(ret, p),
-        sharpe_ratio(ret, risk_free, p),
-        sortino_ratio(ret, required_return, p),
-        downside_risk(ret, required_return, p),
-        max_drawdown(ret),
-        calmar_ratio(ret, p),
-        omega_ratio(ret, threshold),
-        tail_ratio(ret),
-        stability_of_timeseries(ret),
-        value_at_risk(ret, level),
-        value_at_risk(ret, level, "gaussian").alias("value_at_risk_gaussian"),
-        value_at_risk(ret, level, "cornish_fisher").alias("value_at_risk_cornish_fisher"),
-        conditional_value_at_risk(ret, level),
+        let_struct(cleaned, *on_returns).alias("__on_returns"),
+        let_struct(_wealth(cleaned), *on_wealth).alias("__on_wealth"),
+        _scalar(ret, _LOG_WEALTH, _f_stability_of_timeseries(_E), "stability_of_timeseries"),
     ]
     if benchmark is not None:
         exprs += [alpha(ret, benchmark, risk_free, p), beta(ret, benchmark, risk_free)]
@@ -1093,7 +1211,14 @@ def strategy_summary(
         periods_per_year=periods_per_year,
         level=level,
     )
-    out = lazy.group_by("strategy").agg(exprs).sort("strategy")
+    columns = [*_SUMMARY_COLUMNS, *(["alpha", "beta"] if bench is not None else [])]
+    out = (
+        lazy.group_by("strategy")
+        .agg(exprs)
+        .unnest("__on_returns", "__on_wealth")
+        .select("strategy", *columns)
+        .sort("strategy")
+    )
     return out if isinstance(returns, pl.LazyFrame) else out.collect()
 
 

@@ -423,6 +423,13 @@ def test_rolling_over_groups_matches_each_group() -> None:
             assert_same(a_, e_)
 
 
+SUMMARY_FUNCTIONS = [
+    m.total_return, m.annual_return, m.annual_volatility, m.sharpe_ratio, m.sortino_ratio,
+    m.downside_risk, m.max_drawdown, m.calmar_ratio, m.omega_ratio, m.tail_ratio,
+    m.stability_of_timeseries, m.value_at_risk, m.conditional_value_at_risk,
+]  # fmt: skip
+
+
 # ------------------------------------------------------------------ documented traps
 
 
@@ -464,11 +471,17 @@ def test_series_input_gives_python_float_and_keeps_name() -> None:
     assert dd.name == "equity"
 
 
-def test_over_broadcasts_per_strategy() -> None:
-    frame = pl.DataFrame({"strategy": ["a", "a", "b", "b"], "ret": [0.01, 0.03, -0.01, 0.02]})
-    out = frame.with_columns(s=m.sharpe_ratio("ret").over("strategy"))
-    assert_same(out["s"][0], m.sharpe_ratio(pl.Series([0.01, 0.03])))
-    assert_same(out["s"][3], m.sharpe_ratio(pl.Series([-0.01, 0.02])))
+@pytest.mark.parametrize("fn", [pytest.param(f, id=f.__name__) for f in SUMMARY_FUNCTIONS])
+def test_over_broadcasts_per_strategy(fn: Callable[..., float]) -> None:
+    a, b = [0.01, NAN, -0.03, 0.02], [-0.01, 0.02, None, 0.04, -0.02]
+    frame = pl.DataFrame(
+        {"strategy": ["a"] * len(a) + ["b"] * len(b), "ret": [*a, *b]},
+        schema={"strategy": pl.String, "ret": pl.Float64},
+    )
+    out = frame.with_columns(x=fn("ret").over("strategy"))
+    assert out["x"].len() == frame.height
+    assert_same(out["x"][0], fn(pl.Series(a, dtype=pl.Float64)))
+    assert_same(out["x"][len(a) + 1], fn(pl.Series(b, dtype=pl.Float64)))
 
 
 def test_integer_returns_are_cast() -> None:
@@ -545,13 +558,6 @@ def test_group_by_equals_per_group_series(groups: dict[str, list[float | None]])
         s = pl.Series(groups[row["strategy"]], dtype=pl.Float64)
         for fn in SUMMARY_FUNCTIONS:
             assert_same(row[fn.__name__], fn(s), rel=1e-9, abs_=1e-12)
-
-
-SUMMARY_FUNCTIONS = [
-    m.total_return, m.annual_return, m.annual_volatility, m.sharpe_ratio, m.sortino_ratio,
-    m.downside_risk, m.max_drawdown, m.calmar_ratio, m.omega_ratio, m.tail_ratio,
-    m.stability_of_timeseries, m.value_at_risk, m.conditional_value_at_risk,
-]  # fmt: skip
 
 
 # ---------------------------------------------------------------------- frame helpers
