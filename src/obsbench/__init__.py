@@ -1,8 +1,8 @@
 """obsbench: observability workbench for an algorithmic-trading platform.
 
 >>> import obsbench as ob
->>> ob.schemas.DATASETS[:3]
-('returns', 'orders', 'fills')
+>>> ob.schemas.DATASETS[:2]
+('returns', 'returns_intraday')
 
 Submodules load on first use, so ``import obsbench`` stays cheap (no Panel, papermill,
 weasyprint or SQLAlchemy until they are needed).

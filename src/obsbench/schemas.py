@@ -203,7 +203,8 @@ class Incidents(dy.Schema):
 
 
 SCHEMAS: dict[str, type[dy.Schema]] = {
-    "returns": Returns,
+    "returns": Returns,  # one row per strategy per day (close to close)
+    "returns_intraday": Returns,  # one row per strategy per bar (e.g. 1 minute)
     "orders": Orders,
     "fills": Fills,
     "quotes": Quotes,
@@ -222,6 +223,7 @@ DATASETS: tuple[str, ...] = tuple(SCHEMAS)
 # Columns that identify a row in error messages, per dataset.
 _KEYS: dict[str, tuple[str, ...]] = {
     "returns": ("strategy", "ts"),
+    "returns_intraday": ("strategy", "ts"),
     "orders": ("order_id",),
     "fills": ("fill_id", "order_id"),
     "quotes": ("symbol", "ts"),

@@ -90,13 +90,18 @@ class Store:
             written.append(self._write_atomic(dataset, day, part.drop("_day")))
         return written
 
-    def _write_atomic(self, dataset: str, day: date | None, part: pl.DataFrame) -> Path:
+    def _write_atomic(
+        self, dataset: str, day: date | None, part: pl.DataFrame, *, name: str | None = None
+    ) -> Path:
         folder = self.root / dataset / f"day={day.isoformat() if day else 'none'}"
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        final, tmp = folder / name, folder / f".{name}.tmp"
+        tmp = folder / f".{uuid.uuid4().hex}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             part.write_parquet(tmp, compression="zstd", statistics=True)
+            # The name's timestamp is taken after the write, just before the rename, so
+            # compaction (which only takes files older than its min_age) never misses a
+            # file that was still being written when it listed the folder.
+            final = folder / (name or f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -107,9 +112,52 @@ class Store:
         return final
 
     def files(self, dataset: str) -> list[Path]:
-        """The complete Parquet files of ``dataset``, oldest day first."""
+        """The visible Parquet files of ``dataset``, oldest day first.
+
+        Files a compaction has merged are hidden as soon as the merged file exists (and
+        deleted a little later), so a listing never holds the same rows twice.
+        """
         schemas.schema_of(dataset)
-        return sorted((self.root / dataset).glob("day=*/part-*.parquet"))
+        visible: list[Path] = []
+        for folder in sorted((self.root / dataset).glob("day=*")):
+            visible.extend(_visible(list(folder.glob("*.parquet"))))
+        return visible
+
+    def compact(self, dataset: str, *, min_age_s: float = 10.0, grace_s: float = 60.0) -> int:
+        """Merge each day's small files of ``dataset`` into one file; return files merged.
+
+        Live mode appends one small file per tick; compaction keeps scans fast. The merged
+        file ``compact-<first>-<last>-<id>.parquet`` is written atomically and covers every
+        part whose timestamp lies in ``[first, last]``; readers hide those parts at once.
+        The parts are deleted on a later call, ``grace_s`` after they were superseded, so
+        a reader that listed them a moment before can still open them. Only files older
+        than ``min_age_s`` are merged. One compactor runs per dataset at a time (file lock).
+        """
+        import fcntl
+
+        schemas.schema_of(dataset)
+        root = self.root / dataset
+        if not root.exists():
+            return 0
+        merged = 0
+        with open(root / ".compact.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            now_ns = time.time_ns()
+            for folder in sorted(root.glob("day=*")):
+                files = list(folder.glob("*.parquet"))
+                _delete_superseded(files, now_ns - int(grace_s * 1e9))
+                visible = _visible([f for f in files if f.exists()])
+                old = [f for f in visible if _span(f)[1] < now_ns - int(min_age_s * 1e9)]
+                if len(old) < 2:
+                    continue
+                lo, hi = min(_span(f)[0] for f in old), max(_span(f)[1] for f in old)
+                frame = pl.read_parquet(old, schema=schemas.schema_of(dataset))
+                day_text = folder.name.removeprefix("day=")
+                day = None if day_text == "none" else date.fromisoformat(day_text)
+                name = f"compact-{lo:020d}-{hi:020d}-{uuid.uuid4().hex[:8]}.parquet"
+                self._write_atomic(dataset, day, frame, name=name)
+                merged += len(old)
+        return merged
 
     def scan(
         self,
@@ -160,6 +208,40 @@ class Store:
         if dataset:
             schemas.schema_of(dataset)
         shutil.rmtree(target, ignore_errors=True)
+
+
+def _span(path: Path) -> tuple[int, int]:
+    """The (first, last) write timestamps, in ns, of the rows a file holds."""
+    parts = path.name.split("-")
+    if parts[0] == "compact":
+        return int(parts[1]), int(parts[2])
+    return int(parts[1]), int(parts[1])
+
+
+def _visible(files: list[Path]) -> list[Path]:
+    """Drop files whose span lies inside a compacted file's span; order by span."""
+    compacted = [_span(f) for f in files if f.name.startswith("compact-")]
+
+    def covered(f: Path) -> bool:
+        lo, hi = _span(f)
+        return any(
+            c_lo <= lo and hi <= c_hi and (lo, hi) != (c_lo, c_hi) for c_lo, c_hi in compacted
+        )
+
+    return sorted((f for f in files if not covered(f)), key=_span)
+
+
+def _delete_superseded(files: list[Path], before_ns: int) -> None:
+    """Delete hidden files whose covering compacted file was written before ``before_ns``."""
+    visible = set(_visible(files))
+    compacted = [f for f in visible if f.name.startswith("compact-")]
+    for f in files:
+        if f in visible:
+            continue
+        lo, hi = _span(f)
+        covers = [c for c in compacted if _span(c)[0] <= lo and hi <= _span(c)[1]]
+        if covers and all(c.stat().st_mtime_ns < before_ns for c in covers):
+            f.unlink(missing_ok=True)
 
 
 def _parquet_rows(path: Path) -> int:

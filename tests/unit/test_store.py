@@ -80,16 +80,21 @@ import json, sys, pathlib
 import polars as pl
 from obsbench.store import Store
 home, batch, stop = sys.argv[1], int(sys.argv[2]), pathlib.Path(sys.argv[3])
+ready = stop.with_name("ready")
 store, seen, bad = Store(home), 0, []
 while not stop.exists():
     try:
-        n = store.scan("requests").select(pl.len()).collect().item()
+        query = store.scan("requests").select(pl.len(), pl.col("trace_id").n_unique())
+        n, unique = query.collect().row(0)
     except Exception as exc:
         bad.append(repr(exc))
         continue
     seen += 1
+    ready.touch()
     if n % batch:
         bad.append(f"partial read: {n} rows")
+    if unique != n:
+        bad.append(f"duplicate rows: {n} rows, {unique} unique")
 print(json.dumps({"seen": seen, "bad": bad[:5]}))
 """
 
@@ -104,15 +109,49 @@ def test_concurrent_reader_never_sees_a_partial_partition(home: Path) -> None:
     )
     store = Store()
     start = datetime(2026, 1, 5, 12, tzinfo=UTC)
-    time.sleep(1.0)  # let the reader start polling
+    deadline = time.monotonic() + 60
+    while not (home / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the reader start polling
     for i in range(40):
         store.append("requests", requests(BATCH, start + timedelta(seconds=10 * i), BATCH * i))
+        time.sleep(0.05)  # a tick's pace, so the reader overlaps many writes
+        if i % 10 == 9:  # live mode compacts while readers read
+            store.compact("requests", min_age_s=0, grace_s=0.2)
     stop.touch()
     out, _ = reader.communicate(timeout=60)
     result = json.loads(out)
     assert result["bad"] == []
     assert result["seen"] > 5  # the reader really overlapped the writes
     assert store.read("requests").height == 40 * BATCH
+
+
+def test_compaction_merges_parts_without_losing_or_repeating_rows(home: Path) -> None:
+    store = Store()
+    start = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    frames = [requests(10, start + timedelta(seconds=i), 10 * i) for i in range(12)]
+    for f in frames:
+        store.append("requests", f)
+    assert len(store.files("requests")) == 12
+    assert store.compact("requests", min_age_s=0, grace_s=3600) == 12
+    assert [p.name.split("-")[0] for p in store.files("requests")] == ["compact"]
+    assert store.read("requests").equals(pl.concat(frames))
+    # superseded parts stay on disk during the grace period, then go
+    assert len(list(store.files("requests")[0].parent.glob("part-*"))) == 12
+    store.append("requests", requests(10, start + timedelta(minutes=5), 999))
+    assert store.compact("requests", min_age_s=0, grace_s=0) == 2
+    assert store.compact("requests", min_age_s=0, grace_s=0) == 0  # deletes what was merged
+    folder = store.files("requests")[0].parent
+    assert sorted(p.name.split("-")[0] for p in folder.glob("*.parquet")) == ["compact"]
+    assert store.read("requests").height == 130
+    assert store.counts() == {"requests": 130}
+
+
+def test_compaction_leaves_young_files_alone(home: Path) -> None:
+    store = Store()
+    for i in range(3):
+        store.append("requests", requests(5, T0 - timedelta(hours=1), 5 * i))
+    assert store.compact("requests", min_age_s=3600) == 0
+    assert len(store.files("requests")) == 3
 
 
 def test_sqlite_engine_under_home(home: Path) -> None:
