@@ -130,6 +130,7 @@ class LiveSimulator:
         follow_clock: bool = False,
         max_ticks: int | None = None,
         on_tick: Callable[[dict[str, pl.DataFrame]], object] | None = None,
+        compact_every: int = 60,
     ) -> int:
         """Append a tick to ``store`` every ``interval`` seconds until ``stop`` is set.
 
@@ -151,6 +152,9 @@ class LiveSimulator:
             Stop after this many ticks (tests, demos).
         on_tick
             Called with each tick's frames after they are appended.
+        compact_every
+            Merge each dataset's per-tick files every this many ticks
+            (:meth:`obsbench.store.Store.compact`), so scans stay fast; 0 disables it.
 
         Returns
         -------
@@ -168,6 +172,9 @@ class LiveSimulator:
                 if frame.height and name in known:
                     store.append(name, frame, validate=False)
             ticks += 1
+            if compact_every and ticks % compact_every == 0:
+                for name in known & set(frames):
+                    store.compact(name)
             if on_tick is not None:
                 on_tick(frames)
             stop.wait(max(0.0, interval - (time.monotonic() - began)))
