@@ -142,7 +142,7 @@ def _print_strategy_summary(home: Path | None) -> None:
 
     from obsbench import metrics
 
-    returns = _store(home).scan("returns").filter(pl.col("ts").dt.hour() == 0)
+    returns = _store(home).scan("returns")
     summary = metrics.strategy_summary(returns)
     if isinstance(summary, pl.LazyFrame):
         summary = summary.collect()
@@ -188,6 +188,15 @@ def _register_reports() -> None:
 
 
 _register_reports()  # report, schedule, lab (heavy imports stay inside those commands)
+
+
+def _register_audit() -> None:
+    from obsbench.audit._cli import register
+
+    register(app)
+
+
+_register_audit()  # audit verify/search/ingest/export/... (SQLAlchemy only inside commands)
 
 
 def main() -> None:  # pragma: no cover - console entry point
