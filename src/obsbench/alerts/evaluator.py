@@ -87,6 +87,9 @@ class Evaluator:
     deliver
         Deliver the outbox at the end of each cycle (``False`` to leave it to another
         process, or to a test).
+    bridge, pg_channel
+        On PostgreSQL, also push dashboard notifications to other processes with NOTIFY on
+        ``pg_channel`` (default ``obsbench_alerts``).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Evaluator:
         interval: timedelta = timedelta(minutes=1),
         deliver: bool = True,
         bridge: bool = True,
+        pg_channel: str | None = None,
     ) -> None:
         from obsbench.alerts import channels as channel_mod
         from obsbench.alerts.db import create_tables, is_postgres
@@ -126,9 +130,12 @@ class Evaluator:
         }
         self.bridge = None
         if bridge and is_postgres(self.engine):
-            from obsbench.alerts.bus import PostgresBridge
+            from obsbench.alerts.bus import PG_CHANNEL, PostgresBridge
 
-            self.bridge = PostgresBridge(self.engine.url.render_as_string(hide_password=False))
+            self.bridge = PostgresBridge(
+                self.engine.url.render_as_string(hide_password=False),
+                channel=pg_channel or PG_CHANNEL,
+            )
             for ch in self.channels.values():
                 if isinstance(ch, channel_mod.BusChannel):
                     ch.bridge = self.bridge
