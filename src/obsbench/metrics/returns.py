@@ -434,7 +434,8 @@ def max_drawdown(ret: IntoExpr) -> pl.Expr:
 
     The wealth index starts at 1.0 *before* the first return, so a loss on the first day
     is a drawdown (``[-0.05]`` gives -0.05). Peers that start the running peak at the first
-    day's wealth (pandas ``expanding().max()`` on prices, older quantstats) miss it.
+    day's wealth (``cumprod(1 + r)`` then ``cummax``; jquantstats 0.13.1 gives 0.0 for
+    ``[-0.05, 0.02, 0.01]``) miss it.
     Missing returns are flat periods. Empty input gives NaN; no loss gives 0.0.
 
     The wealth index is computed once per group (one ``cum_prod``) and bound with
