@@ -104,6 +104,10 @@ class History:
         md, self.t = _tables()
         md.create_all(self.engine)
 
+    def close(self) -> None:
+        """Close the database connections."""
+        self.engine.dispose()
+
     # ------------------------------------------------------------------ runs
     def start(
         self,
