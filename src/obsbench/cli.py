@@ -199,5 +199,14 @@ def _register_audit() -> None:
 _register_audit()  # audit verify/search/ingest/export/... (SQLAlchemy only inside commands)
 
 
+def _register_alerts() -> None:
+    from obsbench.alerts._cli import register
+
+    register(app)
+
+
+_register_alerts()  # alerts check/run/backtest/silence/ack/list (SQLAlchemy only inside commands)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

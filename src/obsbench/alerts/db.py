@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -166,3 +166,126 @@ def fingerprint(rule: str, series: str, severity: str) -> str:
 def is_postgres(engine: Engine) -> bool:
     """Whether ``engine`` talks to PostgreSQL (LISTEN/NOTIFY available)."""
     return engine.dialect.name == "postgresql"
+
+
+def active_alerts(engine: Engine, *, at: datetime | None = None) -> tuple[Any, list[dict]]:
+    """The active alerts (with who acknowledged them) and the active silences.
+
+    Returns a polars frame (fingerprint, rule, series, severity, state, value, active_at,
+    fired_at, acked_by) and a list of silence dicts.
+    """
+    import json
+
+    import polars as pl
+    from sqlalchemy import and_, select
+
+    create_tables(engine)
+    now = at or datetime.now(UTC)
+    q = (
+        select(
+            alert_state.c.fingerprint,
+            alert_state.c.rule,
+            alert_state.c.series,
+            alert_state.c.severity,
+            alert_state.c.state,
+            alert_state.c.value,
+            alert_state.c.active_at,
+            alert_state.c.fired_at,
+            alert_acks.c.acked_by,
+        )
+        .select_from(
+            alert_state.outerjoin(
+                alert_acks,
+                and_(
+                    alert_acks.c.fingerprint == alert_state.c.fingerprint,
+                    alert_acks.c.active_at == alert_state.c.active_at,
+                ),
+            )
+        )
+        .order_by(alert_state.c.rule, alert_state.c.series, alert_state.c.severity)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+        sil = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(alert_silences).where(
+                    alert_silences.c.starts_at <= now, alert_silences.c.ends_at > now
+                )
+            )
+        ]
+    for r in rows:
+        r["active_at"], r["fired_at"] = utc(r["active_at"]), utc(r["fired_at"])
+    for s in sil:
+        s["matchers"] = json.loads(s["matchers"])
+    schema = {
+        "fingerprint": pl.String,
+        "rule": pl.String,
+        "series": pl.String,
+        "severity": pl.String,
+        "state": pl.String,
+        "value": pl.Float64,
+        "active_at": pl.Datetime("us", "UTC"),
+        "fired_at": pl.Datetime("us", "UTC"),
+        "acked_by": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema), sil
+
+
+def history_frame(engine: Engine) -> Any:
+    """The alert history as the canonical ``alerts`` dataset (one row per alert episode).
+
+    Columns: rule, severity, state (the last state reached), labels (JSON), value,
+    active_at, fired_at, resolved_at.
+    """
+    import polars as pl
+    from sqlalchemy import select
+
+    create_tables(engine)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(alert_history).order_by("id"))]
+    schema = {
+        "ts": pl.Datetime("us", "UTC"),
+        "rule": pl.String,
+        "series": pl.String,
+        "severity": pl.String,
+        "to_state": pl.String,
+        "value": pl.Float64,
+        "active_at": pl.Datetime("us", "UTC"),
+    }
+    hist = pl.DataFrame(
+        [{k: (utc(r[k]) if k in ("ts", "active_at") else r[k]) for k in schema} for r in rows],
+        schema=schema,
+    )
+    if hist.is_empty():
+        from obsbench import schemas
+
+        return schemas.empty("alerts")
+    hist = hist.with_columns(
+        pl.col("active_at").fill_null(strategy="forward").over("rule", "series", "severity")
+    )
+    out = hist.group_by("rule", "series", "severity", "active_at", maintain_order=True).agg(
+        state=pl.col("to_state").last(),
+        value=pl.col("value").drop_nulls().last(),
+        fired_at=pl.col("ts").filter(pl.col("to_state") == "firing").first(),
+        resolved_at=pl.col("ts").filter(pl.col("to_state") == "inactive").first(),
+    )
+    state = (
+        pl.when(pl.col("state") == "inactive")
+        .then(
+            pl.when(pl.col("fired_at").is_not_null())
+            .then(pl.lit("resolved"))
+            .otherwise(pl.lit("inactive"))
+        )
+        .otherwise(pl.col("state"))
+    )
+    return out.select(
+        "rule",
+        "severity",
+        state.alias("state"),
+        pl.col("series").alias("labels"),
+        "value",
+        "active_at",
+        "fired_at",
+        "resolved_at",
+    )
