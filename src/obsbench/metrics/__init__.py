@@ -9,6 +9,16 @@ docstring and in ``docs/metrics/``.
 from __future__ import annotations
 
 from obsbench.metrics._common import InvalidArgumentType, InvalidParameter, rolling_metric
+from obsbench.metrics.anomaly import (
+    DetectionScore,
+    anomaly_flag,
+    detect_anomalies,
+    error_rate_anomalies,
+    ewma_score,
+    latency_anomalies,
+    robust_score,
+    score_detections,
+)
 from obsbench.metrics.execution import (
     cost_bps,
     execution_cost,
@@ -40,20 +50,15 @@ from obsbench.metrics.pnl import (
     position_pnl,
     trading_pnl,
 )
-from obsbench.metrics.risk import (
-    exposure,
-    exposure_utilisation,
-    gross_exposure,
-    latest_marks,
-    limit_utilisation,
-    load_limits,
-    load_scenarios,
-    load_sectors,
-    long_exposure,
-    net_exposure,
-    positions,
-    short_exposure,
-    stress_test,
+from obsbench.metrics.quotas import (
+    api_utilisation,
+    peak_utilisation,
+    quota_summary,
+    quota_utilisation,
+    throttled_requests,
+    throttled_windows,
+    time_to_exhaustion,
+    usage_trend,
 )
 from obsbench.metrics.returns import (
     alpha,
@@ -76,6 +81,35 @@ from obsbench.metrics.returns import (
     tail_ratio,
     total_return,
     value_at_risk,
+)
+from obsbench.metrics.risk import (
+    exposure,
+    exposure_utilisation,
+    gross_exposure,
+    latest_marks,
+    limit_utilisation,
+    load_limits,
+    load_scenarios,
+    load_sectors,
+    long_exposure,
+    net_exposure,
+    positions,
+    short_exposure,
+    stress_test,
+)
+from obsbench.metrics.sla import (
+    availability,
+    burn_rate,
+    error_budget_remaining,
+    error_origins,
+    error_propagation,
+    error_rate,
+    latency_percentile,
+    latency_percentiles,
+    service_buckets,
+    service_summary,
+    sla_attainment,
+    uptime,
 )
 
 __all__ = [
@@ -102,6 +136,38 @@ __all__ = [
     "tail_ratio",
     "total_return",
     "value_at_risk",
+]
+
+# Service health (sla, anomaly, quotas; issue #5).
+__all__ += [
+    "DetectionScore",
+    "anomaly_flag",
+    "api_utilisation",
+    "availability",
+    "burn_rate",
+    "detect_anomalies",
+    "error_budget_remaining",
+    "error_origins",
+    "error_propagation",
+    "error_rate",
+    "error_rate_anomalies",
+    "ewma_score",
+    "latency_anomalies",
+    "latency_percentile",
+    "latency_percentiles",
+    "peak_utilisation",
+    "quota_summary",
+    "quota_utilisation",
+    "robust_score",
+    "score_detections",
+    "service_buckets",
+    "service_summary",
+    "sla_attainment",
+    "throttled_requests",
+    "throttled_windows",
+    "time_to_exhaustion",
+    "uptime",
+    "usage_trend",
 ]
 
 # Trading execution, P&L and risk (issue #4).
