@@ -730,24 +730,24 @@ def validate_execution(orders: F, fills: Frame, quotes: Frame | None = None) -> 
 # =========================================================================== market prices
 
 
-def _asof_ready(frame: Frame, ts: str) -> pl.LazyFrame:
-    """``frame`` ordered as ``join_asof(by="symbol")`` needs: by ``ts`` within each symbol.
+def _asof_ready(frame: pl.DataFrame | pl.LazyFrame, ts: str, key: str) -> pl.LazyFrame:
+    """``frame`` ordered as ``join_asof(by=key)`` needs: by ``ts`` within each ``key``.
 
     Sorting is skipped when an eager frame already is in such an order: globally by time
-    (time-major quotes, as the simulator and most feeds write them) or symbol by symbol,
-    each symbol in one contiguous, time-sorted run (a per-symbol file layout). Both checks
-    are single O(n) passes, much cheaper than the sort they avoid.
+    (time-major quotes, as the simulator and most feeds write them) or key by key, each
+    key in one contiguous, time-sorted run (a per-symbol file layout). Both checks are
+    single O(n) passes over numeric columns, much cheaper than the sort they avoid.
     """
     if isinstance(frame, pl.DataFrame) and frame.height:
         if frame[ts].is_sorted():
             return frame.lazy().set_sorted(ts)
-        sym = pl.col("symbol")
-        new_run = sym != sym.shift()
-        runs_ok = frame.select(
-            (new_run | (pl.col(ts).diff() >= pl.duration(microseconds=0))).all().alias("ok"),
-            (new_run.sum() + 1 == sym.n_unique()).alias("contiguous"),
+        k = pl.col(key)
+        new_run = k != k.shift()
+        ordered = frame.select(
+            (new_run | (pl.col(ts).diff() >= pl.duration(microseconds=0))).all().alias("a"),
+            (new_run.sum() + 1 == k.n_unique()).alias("b"),
         ).row(0)
-        if all(runs_ok):
+        if all(ordered):
             return frame.lazy()
     return frame.lazy().sort(ts)
 
@@ -773,8 +773,8 @@ def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
     -------
     pl.DataFrame or pl.LazyFrame
         ``frame`` plus ``name``; null where the symbol has no quote at or before the time
-        (a mid is never taken from the future). Rows come back in time order, or in their
-        own order when that already is time order within each symbol.
+        (a mid is never taken from the future). An eager frame keeps its row order; a
+        lazy one comes back sorted by ``at``.
 
     Examples
     --------
@@ -800,22 +800,31 @@ def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
     >>> mid_at(f, q)["mid"].to_list()
     [None, 10.0, 11.0]
     """
-    lazy = isinstance(frame, pl.LazyFrame)
     # join on a u64 hash of the symbol (4x faster than a string key), unless two of the
     # quoted symbols collide, which is checked on the distinct symbols only
     symbols = quotes.lazy().select(pl.col("symbol").unique())
     distinct = symbols.select(pl.len(), pl.col("symbol").hash().n_unique()).collect().row(0)
     key = pl.col("symbol").hash() if distinct[0] == distinct[1] else pl.col("symbol")
-    market = _asof_ready(quotes, "ts").select(
-        key.alias("_sym"), pl.col("ts").alias(at), pl.col("mid").alias(name)
-    )
-    out = (
-        _asof_ready(frame, at)
-        .with_columns(key.alias("_sym"))
+    q = quotes.select(key.alias("_sym"), pl.col("ts").alias(at), pl.col("mid").alias(name))
+    market = _asof_ready(q, at, "_sym")
+    if isinstance(frame, pl.LazyFrame):
+        return (  # type: ignore[return-value]
+            frame.with_columns(key.alias("_sym"))
+            .sort(at)
+            .join_asof(market, on=at, by="_sym", strategy="backward", check_sortedness=False)
+            .drop("_sym")
+        )
+    # Eager: order only a narrow (key, time, row) frame, never the caller's wide rows, and
+    # hand the mids back in the caller's row order.
+    narrow = frame.select(key.alias("_sym"), pl.col(at)).with_row_index("_row")
+    mids = (
+        _asof_ready(narrow, at, "_sym")
         .join_asof(market, on=at, by="_sym", strategy="backward", check_sortedness=False)
-        .drop("_sym")
+        .select("_row", name)
+        .sort("_row")
+        .collect()
     )
-    return out if lazy else out.collect()  # type: ignore[return-value]
+    return frame.with_columns(mids[name])  # type: ignore[return-value]
 
 
 def _last_mid() -> pl.Expr:
