@@ -47,8 +47,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -139,6 +142,19 @@ class MetricSignal(_Frozen):
         return ("metric", self.metric, self.by, self.window, where, params)
 
 
+def _signal_kind(value: Any) -> str:
+    if isinstance(value, PromQLSignal) or (isinstance(value, dict) and "promql" in value):
+        return "PromQL"
+    return "Metric"
+
+
+Signal = Annotated[
+    Annotated[PromQLSignal, Tag("PromQL")] | Annotated[MetricSignal, Tag("Metric")],
+    Discriminator(_signal_kind),
+]
+"""A rule's signal: ``{promql: ...}`` or a named obsbench signal ``{metric: ..., ...}``."""
+
+
 class Thresholds(_Frozen):
     """Per-severity thresholds; at least one. Unset severities never fire."""
 
@@ -172,7 +188,7 @@ class Rule(_Frozen):
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
-    signal: PromQLSignal | MetricSignal
+    signal: Signal
     op: Op = ">"
     thresholds: Thresholds
     for_: Duration = Field(default=timedelta(0), alias="for")
@@ -202,20 +218,21 @@ class Rule(_Frozen):
             templates.check(text)
         return value
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Rule:
-        items = self.thresholds.items()
-        values = [v for _, v in items]
-        if self.op in (">", ">=") and values != sorted(values):
-            msg = f"with op {self.op!r} thresholds must not decrease from warning to emergency"
-            raise ValueError(msg)
-        if self.op in ("<", "<=") and values != sorted(values, reverse=True):
-            msg = f"with op {self.op!r} thresholds must not increase from warning to emergency"
-            raise ValueError(msg)
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered(cls, value: Thresholds, info: ValidationInfo) -> Thresholds:
+        op = info.data.get("op", ">")
+        values = [v for _, v in value.items()]
         if any(math.isnan(v) for v in values):
             msg = "thresholds must be numbers, not NaN"
             raise ValueError(msg)
-        return self
+        if op in (">", ">=") and values != sorted(values):
+            msg = f"with op {op!r} thresholds must not decrease from warning to emergency"
+            raise ValueError(msg)
+        if op in ("<", "<=") and values != sorted(values, reverse=True):
+            msg = f"with op {op!r} thresholds must not increase from warning to emergency"
+            raise ValueError(msg)
+        return value
 
     @property
     def for_seconds(self) -> float:
