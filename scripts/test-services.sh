@@ -32,3 +32,13 @@ if ! command -v promtool >/dev/null 2>&1; then
   echo "installing Debian's prometheus package (promtool) for the alert tests" >&2
   dpkg -s prometheus >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 fi
+
+# Browser tests (tests/browser): Debian's chromium, driven by Playwright through its
+# executable_path (`playwright install` downloads a browser build, which cannot work here),
+# and a font so pages render text. Idempotent like the block above.
+dpkg -s chromium >/dev/null 2>&1 && dpkg -s fonts-dejavu-core >/dev/null 2>&1 || {
+  echo "installing chromium for the browser tests" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-dejavu-core
+}

@@ -127,14 +127,46 @@ def _print_counts(counts: dict[str, int], *, title: str) -> None:
 @app.command()
 @_friendly_errors
 def demo(
-    days: Annotated[int, typer.Option(min=1, max=366, help="Days of history to simulate.")] = 30,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days of history to simulate.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     home: HomeOption = None,
+    port: Annotated[int, typer.Option(help="Port of the dashboards.")] = 5006,
+    address: Annotated[str, typer.Option(help="Address the dashboards listen on.")] = "127.0.0.1",
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=5.0, help="Live tick and refresh, seconds.")
+    ] = 1.0,
+    incident_every: Annotated[
+        float, typer.Option("--incident-every", min=1.0, help="Minutes between incidents.")
+    ] = 6.0,
+    users: Annotated[
+        Path | None,
+        typer.Option(exists=True, help="Users file (default: fresh demo users, printed)."),
+    ] = None,
+    alerts: Annotated[bool, typer.Option(help="Run the alert evaluator (shipped rules).")] = True,
+    summary: Annotated[
+        bool,
+        typer.Option("--summary", "--no-serve", help="Only simulate history and print a summary."),
+    ] = False,
 ) -> None:
-    """Simulate history into the embedded store and print a summary of the platform."""
-    counts = _simulate(days=days, seed=seed, start=None, home=home, replace=True)
-    _print_counts(counts, title=f"Embedded store: {_store(home).root}")
-    _print_strategy_summary(home)
+    """The live demo: history, live ticks, incidents, alerts, dashboards on http://localhost:5006."""
+    if summary:
+        counts = _simulate(days=days, seed=seed, start=None, home=home, replace=True)
+        _print_counts(counts, title=f"Embedded store: {_store(home).root}")
+        _print_strategy_summary(home)
+        return
+    from obsbench.dashboards._cli import run_demo
+
+    run_demo(
+        days=days,
+        seed=seed,
+        home=home,
+        port=port,
+        address=address,
+        interval=interval,
+        incident_every=incident_every,
+        users=users,
+        evaluate=alerts,
+    )
 
 
 def _print_strategy_summary(home: Path | None) -> None:
@@ -206,6 +238,15 @@ def _register_alerts() -> None:
 
 
 _register_alerts()  # alerts check/run/backtest/silence/ack/list (SQLAlchemy only inside commands)
+
+
+def _register_dashboards() -> None:
+    from obsbench.dashboards._cli import serve
+
+    app.command("serve")(_friendly_errors(serve))
+
+
+_register_dashboards()  # serve (Panel only inside the command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

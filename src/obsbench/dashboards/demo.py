@@ -1,0 +1,207 @@
+"""The live demo: a short simulated history, then one simulated second per wall second.
+
+:func:`demo_config` builds the platform: ``days`` of history ending yesterday, a trading
+session placed around the current wall time (the simulated clock follows the wall clock),
+no random incidents, and an explicit incident every ``incident_every`` from now on (error
+bursts, latency spikes, broker throttling and strategy drawdowns in turn, each
+``incident_length`` long), so alerts fire and resolve while someone watches.
+:func:`prepare` writes the history and catches the store up to now;
+:func:`start_simulator` then appends a tick every ``interval`` seconds in a thread.
+``obsbench demo`` runs these, the alert evaluator and the server; the browser tests and the
+benchmark use the same functions with a smaller platform.
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> cfg = demo_config(days=2, now=datetime(2026, 11, 25, 11, 10, tzinfo=UTC))
+>>> cfg.start.isoformat(), cfg.session_open.isoformat(), cfg.session_close.isoformat()
+('2026-11-23', '10:00:00', '18:00:00')
+>>> cfg.incidents[0].kind, cfg.incidents[0].start.strftime("%H:%M")
+('error_burst', '11:11')
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from obsbench.sim import Incident, LiveSimulator, SimConfig
+
+__all__ = [
+    "SHIPPED_RULES",
+    "demo_config",
+    "load_rules",
+    "prepare",
+    "session_around",
+    "start_evaluator",
+    "start_simulator",
+]
+
+_ROTATION = (
+    ("error_burst", "order-router"),
+    ("latency_spike", "market-data"),
+    ("broker_throttling", None),
+    ("error_burst", "broker-gateway"),
+    ("strategy_drawdown", None),
+    ("latency_spike", "risk-check"),
+)
+
+
+def session_around(now: datetime) -> tuple[time, time]:
+    """A trading session (whole hours, UTC) that is open at ``now`` for the next hours."""
+    open_h = max(0, now.hour - 1)
+    close = time(min(open_h + 8, 23), 0)
+    if close.hour <= now.hour:
+        close = time(23, 59)
+    return time(open_h, 0), close
+
+
+def demo_config(
+    *,
+    days: int = 3,
+    seed: int = 7,
+    now: datetime | None = None,
+    incident_every: timedelta = timedelta(minutes=6),
+    incident_length: timedelta = timedelta(minutes=4),
+    first_incident: timedelta = timedelta(minutes=1),
+    small: bool = False,
+    **overrides: Any,
+) -> SimConfig:
+    """The demo platform (see the module docstring).
+
+    Parameters
+    ----------
+    days
+        Days of history before today.
+    seed
+        Simulator seed.
+    now
+        The wall time the live demo starts at (default: now, UTC). The simulated trading
+        session is placed around it (:func:`session_around`), so the simulated clock *is*
+        the wall clock and the alert evaluator, which evaluates at wall time, sees the
+        live data.
+    incident_every, incident_length, first_incident
+        Schedule of the injected incidents, from ``now``.
+    small
+        Start from :meth:`SimConfig.small` (tests, benchmarks) instead of the defaults.
+    **overrides
+        Further :class:`~obsbench.sim.SimConfig` fields.
+    """
+    now = now or datetime.now(UTC)
+    today = now.date()
+    session_open, session_close = session_around(now)
+    fields: dict[str, Any] = {
+        "days": days,
+        "start": today - timedelta(days=days),
+        "seed": seed,
+        "session_open": session_open,
+        "session_close": session_close,
+        "incident_rate": 0.0,
+        **overrides,
+    }
+    base = SimConfig.small(**fields) if small else SimConfig(**fields)
+    close = datetime.combine(today, base.session_close, tzinfo=UTC)
+    incidents = []
+    k = 0
+    t = now.replace(microsecond=0) + first_incident
+    while t + incident_length <= close:
+        kind, target = _ROTATION[k % len(_ROTATION)]
+        if target is None:
+            target = base.brokers[0] if kind == "broker_throttling" else base.strategies[0]
+        if target in base.services or kind in ("broker_throttling", "strategy_drawdown"):
+            incidents.append(
+                Incident(kind, target, t, t + incident_length, incident_id=f"DEMO-{k + 1:03d}")
+            )
+        k += 1
+        t += incident_every
+    return base.with_incidents(*incidents, random_rate=0.0)
+
+
+def prepare(
+    store: Any,
+    config: SimConfig,
+    *,
+    progress: Callable[[int, int], object] | None = None,
+    now: datetime | None = None,
+) -> LiveSimulator:
+    """Clear ``store``, write the history, catch up to ``now`` (default: now).
+
+    Returns the :class:`~obsbench.sim.LiveSimulator` positioned at ``now``.
+    """
+    from obsbench import schemas
+    from obsbench.sim import write_history
+
+    store.clear()
+    write_history(store, config, progress=progress)
+    sim = LiveSimulator(config)
+    known = set(schemas.DATASETS)
+    for name, frame in sim.tick(now or datetime.now(UTC)).items():
+        if frame.height and name in known:
+            store.append(name, frame, validate=False)
+    return sim
+
+
+def start_simulator(
+    store: Any, sim: LiveSimulator, *, interval: float = 1.0, stop: threading.Event | None = None
+) -> tuple[threading.Thread, threading.Event]:
+    """Append the new rows every ``interval`` seconds (wall clock) in a daemon thread.
+
+    Runs until ``stop`` is set; returns the thread and the event.
+    """
+    stop = stop or threading.Event()
+    thread = threading.Thread(
+        target=sim.run_live,
+        args=(store, interval, stop),
+        kwargs={"follow_clock": True},
+        name="obsbench-live-sim",
+        daemon=True,
+    )
+    thread.start()
+    return thread, stop
+
+
+#: The alert rules shipped in the repository (``rules/*.yaml``).
+SHIPPED_RULES = Path(__file__).resolve().parents[3] / "rules"
+
+
+def load_rules(folder: Path | None = None) -> tuple[list[Any], timedelta]:
+    """The rules of every ``*.yaml`` in ``folder`` and their shortest evaluation interval.
+
+    ``folder`` defaults to :data:`SHIPPED_RULES`; an empty list when there is no rule file.
+    """
+    from obsbench.alerts.rules import load_rule_file
+
+    folder = folder or SHIPPED_RULES
+    rules: list[Any] = []
+    interval: timedelta | None = None
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        rule_file = load_rule_file(path)
+        rules.extend(rule_file.rules)
+        interval = rule_file.interval if interval is None else min(interval, rule_file.interval)
+    return rules, interval or timedelta(minutes=1)
+
+
+def start_evaluator(
+    store: Any,
+    rules: list[Any],
+    *,
+    interval: timedelta = timedelta(minutes=1),
+    stop: threading.Event | None = None,
+) -> tuple[threading.Thread, Any]:
+    """Run :class:`obsbench.alerts.evaluator.Evaluator` over ``store`` in a daemon thread.
+
+    Its ``bus`` channel publishes to the dashboard sessions of this process (and, on
+    PostgreSQL, of every process through the NOTIFY bridge).
+    """
+    from obsbench.alerts.evaluator import Evaluator
+
+    evaluator = Evaluator(rules, store=store, interval=interval)
+    stop = stop or threading.Event()
+    thread = threading.Thread(
+        target=evaluator.run, kwargs={"stop": stop}, name="obsbench-evaluator", daemon=True
+    )
+    thread.start()
+    return thread, evaluator

@@ -1,0 +1,170 @@
+"""``/health`` and ``/metrics``: the dashboard server's own health and Prometheus metrics.
+
+Both are plain Tornado handlers added to the Panel server (``extra_patterns``); they do not
+require a login (scrape them on loopback or behind the proxy's access rules).
+
+``/metrics`` (Prometheus text format 0.0.4) exports, per server process:
+
+==============================================  =============================================
+metric                                          meaning
+==============================================  =============================================
+``obsbench_dashboard_sessions``                 open sessions subscribed to the live model
+``obsbench_dashboard_ticks_total``              live-model ticks
+``obsbench_dashboard_tick_seconds``             quantiles over the last 600 ticks of the
+                                                shared computation (``part="compute"``) and
+                                                of the event-loop time spent updating every
+                                                session (``part="push"``) and their sum
+                                                (``part="total"``)
+``obsbench_dashboard_source_stale``             1 while a source or view group is stale
+``obsbench_dashboard_source_age_seconds``       seconds since its data last advanced
+``obsbench_dashboard_alerts_received_total``    alert rows received from the bus
+``obsbench_dashboard_events_total``             logins, denied accesses, acks... by action
+``process_resident_memory_bytes``               resident memory of the process
+==============================================  =============================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import tornado.web
+
+__all__ = ["HealthHandler", "MetricsHandler", "render_metrics", "rss_bytes"]
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process in bytes (from ``/proc``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(rt: Any) -> str:
+    """The Prometheus exposition text for a :class:`~obsbench.dashboards.setup.Runtime`."""
+    from obsbench.dashboards import events
+
+    model = rt.model
+    snap = model.snapshot
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]):
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+    metric(
+        "obsbench_dashboard_sessions", "gauge", "Open dashboard sessions.", [({}, model.sessions)]
+    )
+    metric("obsbench_dashboard_ticks_total", "counter", "Live-model ticks.", [({}, snap.version)])
+    costs = list(model.tick_costs)
+    compute = [c["compute_ms"] / 1000 for c in costs]
+    push = []
+    total = []
+    for c in costs:
+        n, ms = model.push_cost(int(c["version"]))
+        if n:
+            push.append(ms / 1000)
+            total.append((ms + c["compute_ms"]) / 1000)
+    samples = [
+        ({"part": part, "quantile": str(q)}, _quantile(values, q))
+        for part, values in (("compute", compute), ("push", push), ("total", total))
+        for q in (0.5, 0.95, 0.99)
+    ]
+    metric(
+        "obsbench_dashboard_tick_seconds",
+        "summary",
+        "Live-model tick cost: shared computation, session updates, total.",
+        samples,
+    )
+    now = datetime.now(UTC)
+    stale, age = [], []
+    for name, state in sorted(snap.states.items()):
+        since = state.stale_since(now, stale_after=snap.stale_after)
+        stale.append(({"source": name}, 1 if since is not None else 0))
+        if state.last_ok is not None:
+            age.append(({"source": name}, round((now - state.last_ok).total_seconds(), 3)))
+    metric("obsbench_dashboard_source_stale", "gauge", "1 while stale.", stale)
+    metric("obsbench_dashboard_source_age_seconds", "gauge", "Seconds since fresh data.", age)
+    metric(
+        "obsbench_dashboard_alerts_received_total",
+        "counter",
+        "Alert rows received from the bus.",
+        [({}, rt.book.received)],
+    )
+    metric(
+        "obsbench_dashboard_events_total",
+        "counter",
+        "Dashboard security events by action.",
+        [({"action": a}, n) for a, n in sorted(events.COUNTS.items())],
+    )
+    metric(
+        "process_resident_memory_bytes", "gauge", "Resident memory in bytes.", [({}, rss_bytes())]
+    )
+    return "\n".join(lines) + "\n"
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    """``GET /metrics``: Prometheus text format."""
+
+    def get(self) -> None:
+        from obsbench.dashboards.setup import runtime
+
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.write(render_metrics(runtime()))
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """``GET /health``: JSON status; 503 when the live model thread is not running."""
+
+    def get(self) -> None:
+        from obsbench.dashboards.setup import runtime
+
+        rt = runtime()
+        snap = rt.model.snapshot
+        alive = rt.model._thread is not None and rt.model._thread.is_alive()
+        now = datetime.now(UTC)
+        sources = {
+            name: {
+                "stale_since": (
+                    since.isoformat()
+                    if (since := s.stale_since(now, stale_after=snap.stale_after))
+                    else None
+                ),
+                "error": s.error,
+            }
+            for name, s in snap.states.items()
+        }
+        stale = any(v["stale_since"] for v in sources.values())
+        body = {
+            "status": "down" if not alive else ("degraded" if stale else "ok"),
+            "pid": os.getpid(),
+            "sessions": rt.model.sessions,
+            "tick": snap.version,
+            "data_now": snap.data_now.isoformat() if snap.data_now else None,
+            "sources": sources,
+        }
+        self.set_status(200 if alive else 503)
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps(body))

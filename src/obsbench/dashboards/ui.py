@@ -1,0 +1,474 @@
+"""Panel building blocks of the pages: the live page base class and diff-updating views.
+
+Imports Panel and Bokeh (the page modules and the server import this, ``import obsbench``
+does not). Every view has an ``update(frame)`` that sends only what changed over the
+websocket: tables patch the changed cells (``Tabulator.patch``), charts patch the changed
+points and stream the new ones (``ColumnDataSource.patch``/``stream``) and replace their
+data only when the window slid; numbers and badges are set only when their text changes.
+Polars frames are converted to pandas/numpy at this boundary (Tabulator and Bokeh do not
+take polars; ``shared/recipes/panel.md`` pitfalls 3 and 4).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import panel as pn
+import param
+import polars as pl
+from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, NumberFormatter
+from bokeh.palettes import Category10_10, RdYlGn11
+from bokeh.plotting import figure
+
+from obsbench.dashboards import alerts_feed
+from obsbench.dashboards.live import Snapshot
+from obsbench.dashboards.pages import PageSpec, pages_for
+from obsbench.dashboards.setup import runtime
+
+__all__ = ["Heatmap", "LineChart", "LivePage", "Number", "Table", "extension"]
+
+log = logging.getLogger("obsbench.dashboards.ui")
+
+_CSS = """
+.obsbench-badge {font-weight: 600; padding: 4px 10px; border-radius: 12px; font-size: 13px;
+  white-space: nowrap;}
+.obsbench-live {background: #1e7d32; color: white;}
+.obsbench-stale {background: #b71c1c; color: white;}
+.obsbench-nav a {display: block; padding: 6px 0; font-size: 15px;}
+.obsbench-nav a.current {font-weight: 700;}
+"""
+
+
+def extension() -> None:
+    """Load the Panel extensions the pages use (call once per session, in ``create()``)."""
+    pn.extension(
+        "tabulator",
+        notifications=True,
+        raw_css=[_CSS],
+        disconnect_notification="Connection to the server lost: the page no longer updates.",
+    )
+    pn.state.notifications.position = "top-right"
+
+
+def _fmt(fmt: str) -> NumberFormatter:
+    return NumberFormatter(format=fmt, text_align="right")
+
+
+class Table:
+    """A read-only table that patches only the cells that changed.
+
+    Parameters
+    ----------
+    columns
+        Columns shown, in order (default: all of the frame's).
+    formats
+        Column -> numeral.js format (``"0,0"``, ``"0.00%"``...).
+    titles
+        Column -> header text.
+    height
+        Pixel height.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        formats: dict[str, str] | None = None,
+        titles: dict[str, str] | None = None,
+        height: int = 300,
+        name: str = "",
+        **kwargs: Any,
+    ) -> None:
+        self.columns = list(columns) if columns else None
+        self.widget = pn.widgets.Tabulator(
+            value=None,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=height,
+            layout="fit_data_stretch",
+            formatters={c: _fmt(f) for c, f in (formats or {}).items()},
+            titles=titles or {},
+            name=name,
+            **kwargs,
+        )
+
+    def __panel__(self) -> Any:
+        return self.widget
+
+    def update(self, frame: pl.DataFrame | None) -> None:
+        """Show ``frame``: patch changed cells when the shape is unchanged, else replace."""
+        if not isinstance(frame, pl.DataFrame) or not frame.columns:
+            return
+        if self.columns:
+            frame = frame.select([c for c in self.columns if c in frame.columns])
+        new = frame.to_pandas()
+        old = self.widget.value
+        if (
+            old is not None
+            and list(old.columns) == list(new.columns)
+            and len(old) == len(new)
+            and len(new)
+            and all(old.dtypes == new.dtypes)
+        ):
+            patch = {}
+            for col in new.columns:
+                a, b = new[col], old[col]
+                changed = ~((a == b) | (a.isna() & b.isna()))
+                idx = np.flatnonzero(changed.to_numpy())
+                if len(idx):
+                    patch[col] = [(int(i), _py(new[col].iloc[i])) for i in idx]
+            if patch:
+                self.widget.patch(patch, as_index=False)
+        else:
+            self.widget.value = new
+
+
+def _py(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Number:
+    """A big number that is sent only when its formatted text changes."""
+
+    def __init__(self, name: str, fmt: str = "{:,.0f}", *, suffix: str = "") -> None:
+        self.fmt = fmt
+        self.suffix = suffix
+        self.name = name
+        self.pane = pn.pane.HTML(self._html("–"), sizing_mode="stretch_width", min_width=160)
+
+    def _html(self, text: str, color: str = "#222") -> str:
+        return (
+            f'<div class="obsbench-number"><div style="font-size:13px;color:#666">'
+            f"{html.escape(self.name)}</div>"
+            f'<div style="font-size:30px;font-weight:700;color:{color}">{html.escape(text)}'
+            f"{html.escape(self.suffix)}</div></div>"
+        )
+
+    def __panel__(self) -> Any:
+        return self.pane
+
+    def update(self, value: float | None, *, signed: bool = False) -> None:
+        """Show ``value`` (``None`` or NaN as a dash); green/red when ``signed``."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            text, color = "–", "#222"
+        else:
+            text = self.fmt.format(value)
+            color = ("#1e7d32" if value >= 0 else "#b71c1c") if signed else "#222"
+        new = self._html(text, color)
+        if self.pane.object != new:
+            self.pane.object = new
+
+
+def _epoch_ms(col: pl.Series) -> np.ndarray:
+    if col.dtype == pl.Date:
+        col = col.cast(pl.Datetime("ms"))
+    if isinstance(col.dtype, pl.Datetime):
+        return col.dt.epoch("ms").cast(pl.Float64).to_numpy(writable=True)
+    return col.cast(pl.Float64).to_numpy(writable=True)
+
+
+def _sync(source: ColumnDataSource, data: dict[str, np.ndarray]) -> None:
+    """Patch changed points and stream new ones; replace only when the start moved."""
+    old = source.data
+    n_old = len(old.get("x", ()))
+    n_new = len(data["x"])
+    same_keys = set(old) == set(data)
+    if not same_keys or n_old == 0 or n_new < n_old or old["x"][0] != data["x"][0]:
+        source.data = data
+        return
+    patches = {}
+    for key, values in data.items():
+        prev = np.asarray(old[key])
+        cur = values[:n_old]
+        diff = np.flatnonzero(~((prev == cur) | (np.isnan(prev) & np.isnan(cur))))
+        if len(diff):
+            patches[key] = [(int(i), float(cur[i])) for i in diff]
+    if patches:
+        source.patch(patches)
+    if n_new > n_old:
+        source.stream({k: v[n_old:] for k, v in data.items()})
+
+
+class LineChart:
+    """Lines of ``y`` over time, one per value of ``by`` (datetime x axis)."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        x: str = "ts",
+        y: str = "value",
+        by: str | None = None,
+        height: int = 260,
+        y_label: str = "",
+        scatter: str | None = None,
+    ) -> None:
+        self.x, self.y, self.by, self.scatter = x, y, by, scatter
+        self.fig = figure(
+            title=title,
+            x_axis_type="datetime",
+            height=height,
+            sizing_mode="stretch_width",
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            toolbar_location="right",
+        )
+        self.fig.yaxis.axis_label = y_label
+        self.fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "@y{0,0.[00]}")]))
+        self.sources: dict[str, ColumnDataSource] = {}
+        self.marks: dict[str, ColumnDataSource] = {}
+        self.pane = pn.pane.Bokeh(self.fig, sizing_mode="stretch_width")
+
+    def __panel__(self) -> Any:
+        return self.pane
+
+    def _source(self, name: str) -> ColumnDataSource:
+        if name not in self.sources:
+            color = Category10_10[len(self.sources) % 10]
+            src = ColumnDataSource({"x": np.array([]), "y": np.array([])})
+            self.fig.line(
+                "x", "y", source=src, legend_label=name, name=name, color=color, line_width=2
+            )
+            self.sources[name] = src
+            if self.scatter:
+                mark = ColumnDataSource({"x": np.array([]), "y": np.array([])})
+                self.fig.scatter(
+                    "x", "y", source=mark, color="red", size=9, marker="triangle", name=name
+                )
+                self.marks[name] = mark
+            self.fig.legend.location = "top_left"
+            self.fig.legend.click_policy = "hide"
+            self.fig.legend.label_text_font_size = "9pt"
+        return self.sources[name]
+
+    def update(self, frame: pl.DataFrame | None) -> None:
+        """Plot ``frame`` (columns ``x``, ``y`` and ``by``)."""
+        if not isinstance(frame, pl.DataFrame) or frame.is_empty() or self.y not in frame.columns:
+            return
+        frame = frame.sort(self.x)
+        parts = frame.partition_by(self.by, as_dict=True) if self.by else {("",): frame}
+        for key, part in parts.items():
+            name = str(key[0]) or self.y
+            data = {
+                "x": _epoch_ms(part[self.x]),
+                "y": part[self.y].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True),
+            }
+            _sync(self._source(name), data)
+            if self.scatter and self.scatter in part.columns:
+                flagged = part.filter(pl.col(self.scatter).fill_null(False))
+                marks = {
+                    "x": _epoch_ms(flagged[self.x]),
+                    "y": flagged[self.y].cast(pl.Float64).to_numpy(writable=True),
+                }
+                if len(marks["x"]) != len(self.marks[name].data["x"]) or len(marks["x"]):
+                    self.marks[name].data = marks
+
+
+class Heatmap:
+    """A categorical heat map (``x`` by ``y`` coloured by ``value``)."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        x: str,
+        y: str,
+        value: str,
+        height: int = 360,
+        diverging: bool = True,
+        fmt: str = "{0,0.00}",
+    ) -> None:
+        self.x, self.y, self.value, self.diverging = x, y, value, diverging
+        self.mapper = LinearColorMapper(palette=list(RdYlGn11), low=-1, high=1)
+        self.source = ColumnDataSource({"x": [], "y": [], "v": []})
+        self.fig = figure(
+            title=title,
+            x_range=[],
+            y_range=[],
+            height=height,
+            sizing_mode="stretch_width",
+            tools="hover,save",
+            tooltips=[(x, "@x"), (y, "@y"), (value, f"@v{fmt}")],
+            toolbar_location="right",
+        )
+        self.fig.rect(
+            "x",
+            "y",
+            1,
+            1,
+            source=self.source,
+            fill_color={"field": "v", "transform": self.mapper},
+            line_color="white",
+        )
+        self.fig.xaxis.major_label_orientation = 0.9
+        self.fig.grid.visible = False
+        self.pane = pn.pane.Bokeh(self.fig, sizing_mode="stretch_width")
+
+    def __panel__(self) -> Any:
+        return self.pane
+
+    def update(self, frame: pl.DataFrame | None) -> None:
+        """Show a long frame with the ``x``, ``y`` and ``value`` columns."""
+        if not isinstance(frame, pl.DataFrame) or frame.is_empty():
+            return
+        frame = frame.sort(self.y, self.x)
+        xs = [str(v) for v in frame[self.x].to_list()]
+        ys = [str(v) for v in frame[self.y].to_list()]
+        vs = frame[self.value].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True)
+        finite = vs[np.isfinite(vs)]
+        span = float(np.abs(finite).max()) if len(finite) else 1.0
+        low, high = (-span, span) if self.diverging else (0.0, span)
+        if (self.mapper.low, self.mapper.high) != (low, high):
+            self.mapper.update(low=low, high=high)
+        old = self.source.data
+        if list(old["x"]) == xs and list(old["y"]) == ys:
+            prev = np.asarray(old["v"], dtype=float)
+            diff = np.flatnonzero(~((prev == vs) | (np.isnan(prev) & np.isnan(vs))))
+            if len(diff):
+                self.source.patch({"v": [(int(i), float(vs[i])) for i in diff]})
+            return
+        self.fig.x_range.factors = sorted(set(xs))
+        self.fig.y_range.factors = sorted(set(ys), reverse=True)
+        self.source.data = {"x": xs, "y": ys, "v": vs}
+
+
+def _unsubscribe(model: Any, sid: int, bus: Any, bus_sid: int, _ctx: Any) -> None:
+    model.unsubscribe(sid)
+    bus.unsubscribe(bus_sid)
+
+
+class LivePage(pn.viewable.Viewer):
+    """Base of every page: template, navigation, stale badge, live updates, alert toasts.
+
+    A page subclass sets :attr:`spec`, builds its views in :meth:`build` (returning the
+    main-area layout) and copies snapshot values into them in :meth:`update`. The base
+    subscribes the session to the live model (only the page's view groups) and to the
+    alert bus, and unsubscribes both when the session is destroyed.
+    """
+
+    spec: ClassVar[PageSpec]
+
+    user = param.String(default="anonymous", doc="The logged-in user.")
+    version = param.Integer(default=0, doc="Version of the last snapshot shown.")
+    stale_since = param.String(default="", doc="HH:MM:SS the data is stale since, or ''.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.rt = runtime()
+        self.user = pn.state.user or ("anonymous" if self.rt.users else "local")
+        self.roles = self.rt.roles_of(pn.state.user)
+        self.badge = pn.pane.HTML(
+            '<span class="obsbench-badge obsbench-live">● connecting</span>', margin=(12, 10)
+        )
+        self.main = self.build()
+        self._apply(self.rt.model.snapshot)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            sid = self.rt.model.subscribe(doc, self._on_snapshot, self.spec.groups)
+            from obsbench.alerts.bus import bus
+
+            bus_sid = bus.subscribe(self._on_alert_message, doc=doc)
+            pn.state.on_session_destroyed(partial(_unsubscribe, self.rt.model, sid, bus, bus_sid))
+
+    # -- to implement ---------------------------------------------------------------------
+    def build(self) -> Any:
+        """The main-area layout (views are kept as attributes for :meth:`update`)."""
+        raise NotImplementedError
+
+    def update(self, snap: Snapshot) -> None:
+        """Copy the snapshot's values into the views."""
+        raise NotImplementedError
+
+    def on_alert(self, rows: list[dict[str, Any]]) -> None:
+        """Called on the session's loop with the rows of a new alert message."""
+
+    # -- machinery ------------------------------------------------------------------------
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        with pn.io.hold():
+            self._apply(snap)
+
+    def _apply(self, snap: Snapshot) -> None:
+        try:
+            self.update(snap)
+        except Exception:  # a view that cannot render must not take the page down
+            log.exception("page %s update failed", self.spec.slug)
+        self._badge(snap)
+        self.version = snap.version
+
+    def _badge(self, snap: Snapshot) -> None:
+        since = snap.stale_since(self.spec.groups) if snap.version else None
+        if since is not None:
+            text = f"⚠ stale since {since.astimezone(UTC):%H:%M:%S}"
+            css = "obsbench-stale"
+        elif snap.version:
+            asof = snap.data_now.strftime("%Y-%m-%d %H:%M:%S") if snap.data_now else "-"
+            text = f"● live · data as of {asof} UTC"
+            css = "obsbench-live"
+        else:
+            text, css = "● connecting", "obsbench-live"
+        self.stale_since = f"{since.astimezone(UTC):%H:%M:%S}" if since else ""
+        new = (
+            f'<span class="obsbench-badge {css}" title="updated {snap.wall:%H:%M:%S}">{text}</span>'
+        )
+        if self.badge.object != new:
+            self.badge.object = new
+
+    def _on_alert_message(self, message: dict[str, Any]) -> None:
+        rows = alerts_feed.rows(message)
+        for row in rows:
+            if row["status"] == "acknowledged":
+                continue
+            text = f"{row['severity'].upper()} {row['rule']} {row['status']}: {row['summary']}"
+            notify = (
+                pn.state.notifications.success
+                if row["status"] == "resolved"
+                else pn.state.notifications.error
+                if row["severity"] in ("critical", "emergency")
+                else pn.state.notifications.warning
+            )
+            if pn.state.notifications is not None:
+                notify(text, duration=6000)
+        self.on_alert(rows)
+
+    def _nav(self) -> Any:
+        links = []
+        for page in pages_for(self.roles, self.rt.pages):
+            cls = "current" if page.spec.slug == self.spec.slug else ""
+            links.append(f'<a class="{cls}" href="./{page.spec.slug}">{page.spec.title}</a>')
+        return pn.pane.HTML(
+            '<nav class="obsbench-nav">' + "".join(links) + "</nav>", sizing_mode="stretch_width"
+        )
+
+    def __panel__(self) -> Any:
+        header = [
+            pn.layout.HSpacer(),
+            self.badge,
+            pn.pane.HTML(
+                f'<span style="color:white;margin:14px 8px">{html.escape(self.user)}'
+                + (' · <a style="color:white" href="./logout">log out</a>' if self.rt.users else "")
+                + "</span>"
+            ),
+        ]
+        return pn.template.BootstrapTemplate(
+            title=f"obsbench · {self.spec.title}",
+            sidebar=[self._nav()],
+            main=self.main if isinstance(self.main, list) else [self.main],
+            header=header,
+            sidebar_width=180,
+            header_background="#1f4e79",
+            logo="",
+        )
+
+
+def now_text() -> str:
+    """The wall clock as HH:MM:SS UTC."""
+    return datetime.now(UTC).strftime("%H:%M:%S")
