@@ -49,26 +49,13 @@ from typing import Literal, ParamSpec, TypeVar
 
 import polars as pl
 
-from obsbench.errors import ObsbenchError
+from obsbench.errors import InvalidArgumentType, InvalidParameter
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 NAN = float("nan")
 """The value of an undefined metric (empty input, zero dispersion, too few rows)."""
-
-
-class InvalidParameter(ObsbenchError, ValueError):
-    """A metric parameter has a value outside its domain (unknown method, level not in (0, 1))."""
-
-    @classmethod
-    def from_choices(cls, param: str, value: object, choices: Iterable[str]) -> InvalidParameter:
-        valid = list(choices)
-        return cls(f"invalid {param}={value!r}", hint=f"use one of {valid}.")
-
-
-class InvalidArgumentType(ObsbenchError, TypeError):
-    """A metric argument has a type the metric cannot use."""
 
 
 def to_expr(value: object, *, param_name: str = "ret") -> pl.Expr:
