@@ -74,6 +74,19 @@ class UnknownName(ObsbenchError, KeyError):
         return Exception.__str__(self)
 
 
+class InvalidParameter(ObsbenchError, ValueError):
+    """A parameter has a value outside its domain (unknown method, level not in (0, 1))."""
+
+    @classmethod
+    def from_choices(cls, param: str, value: object, choices: Iterable[str]) -> InvalidParameter:
+        valid = list(choices)
+        return cls(f"invalid {param}={value!r}", hint=f"use one of {valid}.")
+
+
+class InvalidArgumentType(ObsbenchError, TypeError):
+    """An argument has a type the function cannot use."""
+
+
 class SourceUnavailable(ObsbenchError, ConnectionError):
     """A data source (database, Prometheus, store directory) cannot be reached or read."""
 
@@ -141,3 +154,34 @@ class ReportCellError(ReportError):
             "no PDF was produced.",
         )
 
+
+class AuditError(ObsbenchError, ValueError):
+    """An audit event is invalid (missing actor or action, non-JSON details, unknown action).
+
+    Nothing is written when it is raised.
+    """
+
+
+class ChainBroken(ObsbenchError, RuntimeError):
+    """The audit hash chain does not verify.
+
+    ``seq`` is the sequence number of the first altered, inserted or missing record and
+    ``kind`` one of ``"altered"``, ``"inserted"``, ``"missing"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seq: int | None = None,
+        kind: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.seq = seq
+        self.kind = kind
+        super().__init__(
+            message,
+            hint=hint
+            or "run `obsbench audit verify` for the first bad record and restore it from the "
+            "latest verified export; do not prune or sign reports on a broken chain.",
+        )
