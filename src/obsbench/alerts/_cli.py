@@ -6,16 +6,33 @@ inside the commands.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from obsbench.cli import _friendly_errors, console, err_console
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`obsbench.cli._friendly_errors`, looked up at call time (no import cycle)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from obsbench.cli import _friendly_errors as friendly
+
+        return friendly(fn)(*args, **kwargs)
+
+    return wrapper
+
 
 alerts_app = typer.Typer(
     help="Alert rules: validate, evaluate live, backtest over history, silence, acknowledge.",

@@ -11,7 +11,8 @@ reports per rule:
 - ``flaps``: episodes that started within ``flap_window`` of the previous episode of the
   same series and severity resolving (the "resolved, fired again" pattern people hate);
 - against the simulator's injected ``incidents`` (ground truth): ``incidents`` relevant to
-  the rule (kinds in its ``detects``, or all), ``detected`` (a firing episode of a series
+  the rule (kinds in its ``detects``, or all, aimed at a series the rule watched: the
+  incident's target is one of its label values), ``detected`` (a firing episode of a series
   labelled with the incident's target, or an unlabelled one, overlapping
   ``[start, end + grace]``), ``detection_rate``, and ``mean_ttd_s`` / ``median_ttd_s``
   (time to detect: first firing minus incident start, 0 if it was already firing);
@@ -119,11 +120,18 @@ def score(
     incidents: pl.DataFrame,
     *,
     grace: timedelta = timedelta(minutes=15),
+    targets: set[str] | None = None,
 ) -> dict[str, float | int]:
-    """Detection of the relevant ``incidents`` by one rule's firing ``episodes``."""
+    """Detection of the relevant ``incidents`` by one rule's firing ``episodes``.
+
+    Relevant: of a kind in the rule's ``detects`` (any kind if empty) and, when ``targets``
+    is given (the label values of the series the rule watched), aimed at one of them.
+    """
     rel = incidents
     if rule.detects:
         rel = rel.filter(pl.col("kind").is_in(list(rule.detects)))
+    if targets is not None:
+        rel = rel.filter(pl.col("target").is_in(sorted(targets)))
     n = rel.height
     eps = episodes.filter(pl.col("rule") == rule.name)
     if n == 0:
@@ -218,14 +226,16 @@ def backtest(
     prepared: dict[tuple, Prepared] = {}
     timelines: dict[str, pl.DataFrame] = {}
     evaluations: dict[str, int] = {}
+    watched: dict[str, set[str] | None] = {}
     for rule in rules:
         every = rule.interval or step
         grid = pl.datetime_range(_ceil(start, every), end, every, eager=True, time_zone="UTC").cast(
             _US
         )
-        key = (
-            ("values", rule.name) if values and rule.name in values else (rule.signal.key(), every)
-        )
+        if values and rule.name in values:  # rules given the same frame share its preparation
+            key: tuple = ("values", id(values[rule.name]), every)
+        else:
+            key = (rule.signal.key(), every)
         if key not in prepared:
             t0 = time.perf_counter()
             if values and rule.name in values:
@@ -245,6 +255,7 @@ def backtest(
             clock["signals"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         timelines[rule.name] = replay_prepared(rule, prepared[key])
+        watched[rule.name] = _targets(prepared[key])
         evaluations[rule.name] = grid.len()
         clock["replay"] += time.perf_counter() - t0
 
@@ -276,7 +287,7 @@ def backtest(
                 "alerts": eps.height,
                 "firing_seconds": float(eps.get_column("seconds").sum()) if eps.height else 0.0,
                 "flaps": int(flaps.get(rule.name, 0)),
-                **score(rule, eps, incidents, grace=grace),
+                **score(rule, eps, incidents, grace=grace, targets=watched[rule.name]),
             }
         )
     clock["score"] = time.perf_counter() - t0
@@ -286,6 +297,15 @@ def backtest(
         timelines=timelines,
         seconds=clock,
     )
+
+
+def _targets(p: Prepared) -> set[str] | None:
+    """The label values of a signal's series (``None`` for an unlabelled signal)."""
+    if not p.label_cols:
+        return None
+    return {
+        str(v) for c in p.label_cols for v in p.keys.get_column(c).drop_nulls().unique().to_list()
+    }
 
 
 def _dataset(rule: Rule) -> str | None:

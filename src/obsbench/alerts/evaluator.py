@@ -118,6 +118,8 @@ class Evaluator:
             msg = "rule names must be unique"
             raise ValueError(msg)
         self.engine = engine or make_engine(database)
+        if self.engine.dialect.name == "sqlite":
+            _tune_sqlite(self.engine)
         create_tables(self.engine)
         self.store = store
         self.sources = dict(sources or {})
@@ -244,15 +246,38 @@ class Evaluator:
                 frames[ds] = self._dataset_frame(ds, now, w)
             except Exception as exc:  # the source is down: every rule on it is in error
                 frames[ds] = exc  # type: ignore[assignment]
+        # Signals that differ only in ``where`` on their ``by`` columns share one
+        # computation: group once over every series, then keep each rule's rows.
+        shared: dict[tuple, pl.DataFrame | str] = {}
         for key, s in distinct.items():
             try:
                 if isinstance(s, PromQLSignal):
                     out = sig.evaluate_signal(s, now, prometheus_url=self.prometheus_url)
-                else:
-                    frame = frames[sig.get(s.metric).dataset]
-                    if isinstance(frame, Exception):
-                        raise frame
-                    out = sig.evaluate_metric(s, now, store=self.store, frame=frame)
+                    values[key] = sig.with_series_key(out.drop("ts"))
+                    continue
+                frame = frames[sig.get(s.metric).dataset]
+                if isinstance(frame, Exception):
+                    raise frame
+                if s.where and set(s.where) <= set(s.by):
+                    base = s.model_copy(update={"where": {}})
+                    if base.key() not in shared:
+                        try:
+                            got = sig.evaluate_metric(base, now, store=self.store, frame=frame)
+                            shared[base.key()] = sig.with_series_key(got.drop("ts"))
+                        except Exception as exc:
+                            shared[base.key()] = f"{type(exc).__name__}: {exc}"
+                    got = shared[base.key()]
+                    if isinstance(got, str):
+                        errors[key] = got
+                        continue
+                    if len(s.where) == 1:  # joined with every rule at once in evaluate()
+                        ((col, want),) = s.where.items()
+                        allowed = (want,) if isinstance(want, str) else tuple(want)
+                        values[key] = _Shared(base.key(), col, allowed, got)  # type: ignore[assignment]
+                    else:
+                        values[key] = sig.filter_where(got, s.where)
+                    continue
+                out = sig.evaluate_metric(s, now, store=self.store, frame=frame)
                 values[key] = sig.with_series_key(out.drop("ts"))
             except Exception as exc:
                 errors[key] = f"{type(exc).__name__}: {exc}"
@@ -274,6 +299,23 @@ class Evaluator:
         health: dict[str, str] = {}
         error_text: dict[str, str] = {}
         level_now: dict[tuple[str, str], str] = {}
+        # rules on a shared signal: one join of (rule, label value) with the signal's rows
+        shared_rows: dict[tuple, list[tuple[str, str]]] = {}
+        for r in due:
+            v = values.get(r.signal.key())
+            if isinstance(v, _Shared):
+                shared_rows.setdefault(v.base_key, []).extend((r.name, a) for a in v.allowed)
+        with_data: set[str] = set()
+        for r in due:
+            v = values.get(r.signal.key())
+            if isinstance(v, _Shared) and v.base_key in shared_rows:
+                pairs = shared_rows.pop(v.base_key)
+                mapping = pl.DataFrame(
+                    pairs, schema={"rule": pl.String, v.col: pl.String}, orient="row"
+                )
+                joined = v.frame.select(v.col, "series", "value").join(mapping, on=v.col)
+                obs_parts.append(joined.select("series", "value", "rule"))
+                with_data |= set(joined.get_column("rule").unique().to_list())
         for r in due:
             key = r.signal.key()
             if key in errors:
@@ -287,6 +329,11 @@ class Evaluator:
                     forced.append(r)
                 continue
             frame = values[key]
+            if isinstance(frame, _Shared):
+                if r.name in with_data:
+                    health[r.name] = "ok"
+                    continue
+                frame = frame.frame.clear()
             if frame.height == 0:
                 health[r.name] = "nodata"
                 if r.no_data == "keep_last":
@@ -652,6 +699,16 @@ class Evaluator:
         self.engine.dispose()
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """A rule's share of a signal computed once for many rules (``where`` on one label)."""
+
+    base_key: tuple
+    col: str
+    allowed: tuple[str, ...]
+    frame: pl.DataFrame
+
+
 def _render(
     rule: Rule, labels: dict[str, str], value: float | None, severity: str
 ) -> dict[str, str]:
@@ -660,6 +717,27 @@ def _render(
         k: templates.render(t, labels, value, alertname=rule.name, severity=severity, threshold=thr)
         for k, t in rule.annotations.items()
     }
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """Use the WAL journal and ``synchronous=NORMAL`` on SQLite.
+
+    Many small commits (the outbox marks each delivery) then cost no fsync each, and the
+    database stays consistent across process crashes, as WAL guarantees.
+    """
+    from sqlalchemy import event, text
+
+    def on_connect(dbapi_conn: Any, _record: object) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener get replaced
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def _floor(ts: datetime, step: timedelta) -> datetime:

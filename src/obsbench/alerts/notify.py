@@ -419,7 +419,7 @@ class Notifier:
         self, conn: Connection, now: datetime, firing: list[AlertView], outbox: type[Outbox]
     ) -> Decision:
         """Queue this cycle's notifications in the outbox, in the caller's transaction."""
-        from sqlalchemy import delete, select
+        from sqlalchemy import select
 
         from obsbench.alerts.db import (
             alert_acks,
@@ -458,10 +458,13 @@ class Notifier:
                 if not route.continue_:
                     break
         existing = {(r.route, r.group_key): r for r in conn.execute(select(alert_groups))}
-        queued = 0
         names = {self.config.route_name(i): i for i in range(len(self.config.routes))}
         keys = {(self.config.route_name(i), k) for i, g in groups.items() for k in g}
         keys |= {k for k in existing if k[0] in names}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        queue: list[tuple[str, dict[str, Any], str]] = []
         for route_name, key in sorted(keys):
             i = names[route_name]
             route = self.config.routes[i]
@@ -470,11 +473,6 @@ class Notifier:
             if row is None:
                 if not current:
                     continue
-                conn.execute(
-                    alert_groups.insert().values(
-                        route=route_name, group_key=key, first_seen=now, seq=0, digest="{}"
-                    )
-                )
                 first_seen, last_flush, last_sent, seq, last = now, None, None, 0, {}
             else:
                 first_seen, last_flush = _utc(row.first_seen), _utc(row.last_flush)
@@ -484,6 +482,8 @@ class Notifier:
             else:
                 due = now >= last_flush + self._t(route, "group_interval")
             if not due:
+                if row is None:
+                    inserts.append(_group_row(route_name, key, now, None, None, 0, "{}"))
                 continue
             new = [fp for fp in current if fp not in last]
             resolved = [fp for fp in last if fp not in all_firing]  # truly resolved, not muted
@@ -520,10 +520,9 @@ class Notifier:
                     "truncatedAlerts": 0,
                     "alerts": alerts,
                 }
-                for ch in route.channels:
-                    queued += outbox.enqueue(
-                        conn, ch, notification, f"{route_name}|{key}|{seq}|{ch}", now
-                    )
+                queue.extend(
+                    (ch, notification, f"{route_name}|{key}|{seq}|{ch}") for ch in route.channels
+                )
                 last_sent = now
             digest = {fp: a.payload("firing") for fp, a in current.items()}
             # an alert already notified and now muted (inhibited, silenced) but still firing
@@ -532,22 +531,20 @@ class Notifier:
                 {fp: p for fp, p in last.items() if fp in all_firing and fp not in digest}
             )
             if digest:
-                conn.execute(
-                    alert_groups.update()
-                    .where(alert_groups.c.route == route_name, alert_groups.c.group_key == key)
-                    .values(
-                        last_flush=now,
-                        last_sent=last_sent,
-                        seq=seq,
-                        digest=json.dumps(digest, default=str),
-                    )
+                values = _group_row(
+                    route_name,
+                    key,
+                    first_seen,
+                    now,
+                    last_sent,
+                    seq,
+                    json.dumps(digest, default=str),
                 )
-            else:
-                conn.execute(
-                    delete(alert_groups).where(
-                        alert_groups.c.route == route_name, alert_groups.c.group_key == key
-                    )
-                )
+                (inserts if row is None else updates).append(values)
+            elif row is not None:
+                deletes.append({"b_route": route_name, "b_key": key})
+        _write_groups(conn, inserts, updates, deletes)
+        queued = outbox.enqueue_many(conn, queue, now)
 
         # escalation, once per alert episode and step
         sent = {
@@ -583,9 +580,18 @@ class Notifier:
                         "truncatedAlerts": 0,
                         "alerts": [a.payload("firing")],
                     }
-                    for ch in step.channels:
-                        dedup = f"esc|{a.fingerprint}|{_iso(a.active_at)}|{tag}|{ch}"
-                        queued += outbox.enqueue(conn, ch, notification, dedup, now)
+                    queued += outbox.enqueue_many(
+                        conn,
+                        [
+                            (
+                                ch,
+                                notification,
+                                f"esc|{a.fingerprint}|{_iso(a.active_at)}|{tag}|{ch}",
+                            )
+                            for ch in step.channels
+                        ],
+                        now,
+                    )
                     conn.execute(
                         alert_escalations.insert().values(
                             fingerprint=a.fingerprint, active_at=a.active_at, step=tag, sent_at=now
@@ -594,6 +600,65 @@ class Notifier:
                 if not route.continue_:
                     break
         return Decision(muted=muted, queued=queued)
+
+
+def _group_row(
+    route: str,
+    key: str,
+    first_seen: datetime,
+    last_flush: datetime | None,
+    last_sent: datetime | None,
+    seq: int,
+    digest: str,
+) -> dict[str, Any]:
+    return {
+        "b_route": route,
+        "b_key": key,
+        "first_seen": first_seen,
+        "last_flush": last_flush,
+        "last_sent": last_sent,
+        "seq": seq,
+        "digest": digest,
+    }
+
+
+def _write_groups(
+    conn: Connection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    deletes: list[dict[str, Any]],
+) -> None:
+    from sqlalchemy import and_, bindparam, delete
+
+    from obsbench.alerts.db import alert_groups
+
+    where = and_(
+        alert_groups.c.route == bindparam("b_route"),
+        alert_groups.c.group_key == bindparam("b_key"),
+    )
+    if inserts:
+        conn.execute(
+            alert_groups.insert(),
+            [
+                {"route": r["b_route"], "group_key": r["b_key"]}
+                | {k: v for k, v in r.items() if not k.startswith("b_")}
+                for r in inserts
+            ],
+        )
+    if updates:
+        conn.execute(
+            alert_groups.update()
+            .where(where)
+            .values(
+                last_flush=bindparam("last_flush"),
+                last_sent=bindparam("last_sent"),
+                seq=bindparam("seq"),
+                digest=bindparam("digest"),
+            ),
+            [{k: v for k, v in r.items() if k != "first_seen"} for r in updates],
+        )
+    if deletes:
+        conn.execute(delete(alert_groups).where(where), deletes)
 
 
 def _series_of(a: AlertView) -> str:

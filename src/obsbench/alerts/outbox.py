@@ -99,6 +99,45 @@ class Outbox:
         )
         return True
 
+    @staticmethod
+    def enqueue_many(
+        conn: Connection, items: list[tuple[str, dict[str, Any], str]], now: datetime
+    ) -> int:
+        """Queue ``(channel, payload, dedup_key)`` items in the caller's transaction.
+
+        Keys already queued are skipped; returns how many were queued.
+        """
+        if not items:
+            return 0
+        keys = [k for _, _, k in items]
+        seen: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            seen |= {
+                r[0]
+                for r in conn.execute(
+                    select(alert_outbox.c.dedup_key).where(alert_outbox.c.dedup_key.in_(chunk))
+                )
+            }
+        rows = []
+        for channel, payload, key in items:
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(
+                {
+                    "channel": channel,
+                    "dedup_key": key,
+                    "payload": json.dumps({**payload, "id": key}, default=str),
+                    "created_at": now,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                }
+            )
+        if rows:
+            conn.execute(alert_outbox.insert(), rows)
+        return len(rows)
+
     def backoff(self, attempts: int) -> timedelta:
         """Delay before the next try after ``attempts`` failures."""
         return timedelta(seconds=min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0)))

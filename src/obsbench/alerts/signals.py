@@ -211,6 +211,11 @@ def _where(frame: pl.LazyFrame, where: dict[str, Any]) -> pl.LazyFrame:
     return frame
 
 
+def filter_where(frame: pl.DataFrame, where: dict[str, Any]) -> pl.DataFrame:
+    """Keep the rows whose label equals the value (or is one of the values) of ``where``."""
+    return _where(frame.lazy(), where).collect()
+
+
 def _metric_expr(signal: MetricSignal) -> tuple[SignalSpec, pl.Expr]:
     spec = get(signal.metric)
     params = {k: v for k, v in {**spec.params, **signal.params}.items() if k not in _SOURCE_PARAMS}

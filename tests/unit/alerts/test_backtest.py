@@ -40,6 +40,7 @@ def incidents() -> pl.DataFrame:
         ("I2", "error_burst", "b", 22, 25),
         ("I3", "error_burst", "c", 1, 2),
         ("I4", "latency_spike", "a", 5, 9),
+        ("I5", "error_burst", "b", 1, 2),
     ]
     return pl.DataFrame(
         [
@@ -72,7 +73,8 @@ def test_backtest_hand_worked() -> None:
     assert row["alerts"] == 3  # a: fired 6 and 13; b: fired 21
     assert row["firing_seconds"] == 240 + 60 + 540  # b still firing at the end counts to it
     assert row["flaps"] == 1  # a re-activated 2m after resolving
-    assert row["incidents"] == 3  # the latency spike is not this rule's kind
+    # I3 targets a service the rule does not watch; I4 is not this rule's kind
+    assert row["incidents"] == 3
     assert row["detected"] == 2
     assert row["detection_rate"] == pytest.approx(2 / 3)
     assert row["mean_ttd_s"] == 60.0  # a: 6 - 4 = 2m; b: already firing at 22 -> 0
@@ -183,3 +185,28 @@ def test_evaluator_nodata_alerting_and_keep_last(db_url: str, sent: dict) -> Non
         ("Keep", '{"service":"a"}', "warning", "firing"),
         ("Page", "{}", "critical", "firing"),
     }
+
+
+def test_rules_sharing_a_signal_by_where(db_url: str, sent: dict) -> None:
+    """Rules that differ in ``where`` share one computation and still see only their rows."""
+    base = (
+        "    signal: {{metric: error_rate, by: [service], window: 1m, where: {{service: {w}}}}}\n"
+    )
+    text = "rules:\n" + "".join(
+        f"  - name: {name}\n" + base.format(w=w) + "    thresholds: {warning: 0.2}\n"
+        for name, w in [("A", "a"), ("AB", "[a, b]"), ("C", "c")]
+    )
+    frame = requests_frame({"a": [0, 0.5, 0.5], "b": [0, 0.5, 0.0], "c": [0, 0, 0]})
+    ev = Evaluator(parse_rules(text), database=db_url, sources={"requests": frame})
+    run_minutes(ev, 0, 2)
+    got = sorted((r["rule"], r["series"]) for r in ev.state.to_dicts())
+    assert got == [("A", '{"service":"a"}'), ("AB", '{"service":"a"}'), ("AB", '{"service":"b"}')]
+    report = ev.evaluate(minute(2))
+    assert report.health == {"A": "ok", "AB": "ok", "C": "ok"}
+    got = sorted((r["rule"], r["series"]) for r in ev.state.to_dicts())
+    assert got == [("A", '{"service":"a"}'), ("AB", '{"service":"a"}')]
+    late = requests_frame({"a": [0, 0.5]})
+    ev2 = Evaluator(
+        parse_rules(text), database=db_url.replace(".db", "2.db"), sources={"requests": late}
+    )
+    assert ev2.evaluate(minute(1)).health == {"A": "ok", "AB": "ok", "C": "nodata"}
