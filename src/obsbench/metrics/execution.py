@@ -74,9 +74,8 @@ import polars as pl
 
 from obsbench import schemas
 from obsbench._typing import IntoExpr
-from obsbench.errors import SchemaError
+from obsbench.errors import InvalidParameter, SchemaError
 from obsbench.metrics._common import (
-    InvalidParameter,
     ensure_choice,
     metric,
     nan_where,

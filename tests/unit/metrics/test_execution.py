@@ -11,8 +11,7 @@ import polars as pl
 import pytest
 
 import obsbench.metrics as obm
-from obsbench.errors import SchemaError
-from obsbench.metrics._common import InvalidParameter
+from obsbench.errors import InvalidParameter, SchemaError
 
 T0 = datetime(2024, 1, 2, 14, tzinfo=UTC)
 
