@@ -229,3 +229,21 @@ def test_config_errors() -> None:
         Matcher.parse("???")
     cfg = load_notify_config("notify:\n  group_wait: 10s\n")
     assert cfg.group_wait == timedelta(seconds=10)
+
+
+def test_history_is_the_canonical_alerts_dataset(db_url: str, sent: dict) -> None:
+    from obsbench import schemas
+    from obsbench.alerts.db import history_frame
+
+    ev = evaluator(db_url, {"a": [0, 0.3, 0.3, 0.6, 0.6, 0.6, 0, 0], "b": [0, 0.3, 0]}, notify())
+    run_minutes(ev, 0, 8)
+    hist = schemas.validate(history_frame(ev.engine), "alerts")
+    rows = {
+        (r["labels"], r["severity"], r["state"], r["fired_at"], r["resolved_at"])
+        for r in hist.to_dicts()
+    }
+    assert rows == {
+        ('{"service":"a"}', "warning", "resolved", minute(2), minute(6)),
+        ('{"service":"a"}', "critical", "resolved", minute(4), minute(6)),
+        ('{"service":"b"}', "warning", "inactive", None, minute(2)),  # pending, then dropped
+    }
