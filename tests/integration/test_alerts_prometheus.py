@@ -360,3 +360,24 @@ def test_bad_promql_is_reported(prometheus: str) -> None:
 
     with pytest.raises(SourceUnavailable, match="rejected"):
         prometheus_instant(prometheus, "sum(", datetime.fromtimestamp(START, UTC))
+
+
+def test_live_evaluator_on_promql_and_source_errors(prometheus: str, tmp_path: Path) -> None:
+    """The evaluator's PromQL path: instant queries per cycle; a dead server is an error."""
+    from obsbench.alerts.evaluator import Evaluator
+
+    rule = parse_rules(RULE.replace("    for: 5m\n", "    for: 5m\n    on_error: error\n"))[0]
+    start = datetime.fromtimestamp(START, UTC)
+    ev = Evaluator([rule], database=f"sqlite:///{tmp_path / 'a.db'}", prometheus_url=prometheus)
+    states = {}
+    for m in range(99, 108):
+        ev.evaluate(start + timedelta(minutes=m))
+        states[m] = sorted(ev.state.select("severity", "state").rows())
+    assert states[99] == []
+    assert states[100] == [("critical", "pending"), ("warning", "pending")]
+    assert states[105] == [("critical", "firing"), ("warning", "firing")]
+    ev.prometheus_url = f"http://127.0.0.1:{_free_port()}"  # the server goes away
+    report = ev.evaluate(start + timedelta(minutes=108))
+    assert report.health == {"ApiLatencyHigh": "error"}
+    assert sorted(ev.state.select("severity", "state").rows()) == states[105]  # kept
+    ev.close()
