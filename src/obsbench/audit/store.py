@@ -542,7 +542,15 @@ def _make_engine(url: str) -> Engine:
     from obsbench.store import engine
 
     if url.startswith("sqlite"):
-        eng = engine(url, connect_args={"timeout": 60, "isolation_level": None})
+        try:
+            eng = engine(url, connect_args={"timeout": 60, "isolation_level": None})
+        except OSError as exc:  # the database folder cannot be created or is not a folder
+            msg = f"the audit database {url} cannot be opened: {exc}"
+            raise SourceUnavailable(
+                msg,
+                hint="check OBSBENCH_HOME (a writable folder); record(..., spool=True) buffers "
+                "events locally until it is back.",
+            ) from exc
 
         @event.listens_for(eng, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

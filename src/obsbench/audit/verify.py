@@ -176,6 +176,8 @@ def verify_rows(
         h = sha256((prev + canon(seq, *row[1:9])).encode()).hexdigest()
         if h != row[10] or row[9] != prev:
             problem = _classify(row, prev, prev_row, next(rows, None))
+            if problem.seq < seq and prev_row is not None:  # the record before is the bad one
+                expected, prev = expected - 1, prev_row[9]
             break
         if anchor_map and seq in anchor_map:
             anchors_checked += 1
@@ -313,7 +315,7 @@ def _verify_postgres(
 ) -> VerifyResult:
     t0 = time.perf_counter()
     sha256 = hashlib.sha256
-    expected, prev = start_seq + 1, start_hash
+    expected, prev, before = start_seq + 1, start_hash, start_hash
     anchors_checked = 0
     suspect = False
     with store.connect() as conn:
@@ -331,7 +333,7 @@ def _verify_postgres(
                     if anchor_map[seq] != h:
                         suspect = True
                         break
-                prev, expected = h, expected + 1
+                before, prev, expected = prev, h, expected + 1
         if suspect:
             conn.invalidate()  # drop the half-read stream with the connection
     last = expected - 1
@@ -343,7 +345,10 @@ def _verify_postgres(
             anchors={s: a for s, a in anchor_map.items() if s > last},
         )
     else:
-        # Field by field from the last good record: names the problem (or clears a false alarm).
+        # Field by field from the record before the last good one (so the classification
+        # sees both neighbours): names the problem, or clears a false alarm.
+        if last > start_seq:
+            last, prev = last - 1, before
         result = verify_rows(
             store.iter_rows(after_seq=last, batch_size=batch_size),
             start_seq=last,
