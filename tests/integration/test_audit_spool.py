@@ -6,6 +6,7 @@ its folder being a file (the database cannot be opened) until the test removes i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -59,24 +60,18 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
         if self._server is not None:
-            try:
-                self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # shutdown wakes the thread blocked in accept()
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         for conn in self._conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
         self._conns.clear()
 
@@ -133,7 +128,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path, home: Path) -> Iterat
 
 def test_down_database_raises_source_unavailable_without_spool(outage: Outage) -> None:
     outage.down()
-    with pytest.raises(SourceUnavailable, match="cannot connect|cannot be opened"):
+    with pytest.raises(SourceUnavailable, match=r"cannot connect|cannot be opened"):
         audit.record("user:alice", "login", url=outage.url)
     assert len(Spool.for_url(outage.url)) == 0
 

@@ -75,12 +75,20 @@ BAD_EVENTS = [
     pytest.param({"actor": "  ", "action": "login"}, "actor is empty", id="blank_actor"),
     pytest.param({"actor": "u", "action": None}, "action is missing", id="missing_action"),
     pytest.param({"actor": "u", "action": "launch_missiles"}, "unknown action", id="unknown"),
-    pytest.param({"actor": "u", "action": "login", "details": "{not json"}, "not valid JSON", id="non_json"),
-    pytest.param({"actor": "u", "action": "login", "details": "[1, 2]"}, "JSON object", id="json_list"),
-    pytest.param({"actor": "u", "action": "login", "details": {"x": float("nan")}}, "NaN", id="nan"),
-    pytest.param({"actor": "u", "action": "login", "details": {"x": object()}}, "serialisable", id="object"),
+    pytest.param(
+        {"actor": "u", "action": "login", "details": "{not json"}, "not valid JSON", id="non_json"
+    ),
+    pytest.param(
+        {"actor": "u", "action": "login", "details": "[1, 2]"}, "JSON object", id="json_list"
+    ),
+    pytest.param(
+        {"actor": "u", "action": "login", "details": {"x": float("nan")}}, "NaN", id="nan"
+    ),
+    pytest.param(
+        {"actor": "u", "action": "login", "details": {"x": object()}}, "serialisable", id="object"
+    ),
     pytest.param({"actor": 42, "action": "login"}, "must be a string", id="actor_not_str"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("event", "message"), BAD_EVENTS)
@@ -129,14 +137,20 @@ def test_record_many_appends_in_frame_order(url: str) -> None:
 SEARCHES = [
     pytest.param({"actor": "strategy:s1"}, [1, 4, 7, 10], id="actor"),
     pytest.param({"action": "execution"}, [2, 5, 8, 11], id="action"),
-    pytest.param({"action": ["order", "execution"], "correlation_id": "c1"}, [4, 5], id="list_and_cid"),
+    pytest.param(
+        {"action": ["order", "execution"], "correlation_id": "c1"}, [4, 5], id="list_and_cid"
+    ),
     pytest.param({"resource": "order/O000002"}, [6, 7, 8], id="resource"),
-    pytest.param({"start": T0 + timedelta(seconds=3), "end": T0 + timedelta(seconds=5)}, [3, 4], id="range"),
-    pytest.param({"actor": "strategy:s0", "start": T0 + timedelta(seconds=1)}, [3, 6, 9], id="actor_range"),
+    pytest.param(
+        {"start": T0 + timedelta(seconds=3), "end": T0 + timedelta(seconds=5)}, [3, 4], id="range"
+    ),
+    pytest.param(
+        {"actor": "strategy:s0", "start": T0 + timedelta(seconds=1)}, [3, 6, 9], id="actor_range"
+    ),
     pytest.param({"text": '"i":7,'}, [7], id="text"),
     pytest.param({"text": "STRATEGY:S2"}, [2, 5, 8, 11], id="text_case_insensitive"),
     pytest.param({"text": "%"}, [], id="text_wildcard_is_literal"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("filters", "expected"), SEARCHES)
