@@ -23,7 +23,7 @@ from typing import Any
 
 from obsbench.alerts.durations import format_duration, parse_duration
 from obsbench.alerts.rules import Rule, RuleError, load_rule_file, load_rules, parse_rules
-from obsbench.alerts.state import advance, replay
+from obsbench.alerts.state import advance, current_severity, replay
 
 _LAZY = {
     "SIGNALS": "obsbench.alerts.signals",
@@ -49,6 +49,7 @@ __all__ = [
     "advance",
     "backtest",
     "bus",
+    "current_severity",
     "evaluate_signal",
     "format_duration",
     "load_rule_file",

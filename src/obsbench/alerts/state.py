@@ -506,6 +506,50 @@ def _densify(
     )
 
 
+def current_severity(timeline: pl.DataFrame) -> pl.DataFrame:
+    """Per evaluation and series, the one alert a person sees: the highest firing severity.
+
+    Collapses the per-severity rows of :func:`replay` to one row per ``ts`` and series: the
+    highest severity that is firing, else the highest that is pending (rows that are only
+    ``inactive`` are dropped). This is what the notifier's default inhibition shows.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> tl = pl.DataFrame(
+    ...     {
+    ...         "ts": [t, t],
+    ...         "alertname": ["R", "R"],
+    ...         "severity": ["warning", "critical"],
+    ...         "state": ["firing", "pending"],
+    ...         "value": [1.2, 1.2],
+    ...         "active_at": [t, t],
+    ...     }
+    ... )
+    >>> current_severity(tl).select("severity", "state").row(0)
+    ('warning', 'firing')
+    """
+    labels = [
+        c
+        for c in timeline.columns
+        if c not in ("ts", "alertname", "severity", "state", "value", "active_at")
+    ]
+    rank = pl.col("severity").replace_strict(
+        {s: i for i, s in enumerate(SEVERITIES)}, default=-1, return_dtype=pl.Int8
+    )
+    active = timeline.filter(pl.col("state").is_in(["pending", "firing"]))
+    keyed = active.with_columns(_order=(pl.col("state") == "firing").cast(pl.Int8) * 10 + rank)
+    return (
+        keyed.sort("_order", descending=True)
+        .group_by("ts", "alertname", *labels, maintain_order=True)
+        .first()
+        .drop("_order")
+        .sort([*labels, "ts"], nulls_last=True)
+        .select(timeline.columns)
+    )
+
+
 # ----------------------------------------------------------------------------------------
 # One evaluation at a time (the live evaluator).
 

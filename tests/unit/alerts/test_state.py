@@ -122,6 +122,26 @@ def test_escalation_and_de_escalation_on_one_series() -> None:
     assert states(tl, len(vals), severity="emergency") == "...pf...."
 
 
+def test_current_severity_follows_escalation() -> None:
+    from obsbench.alerts import current_severity
+
+    rule = make_rule(thresholds={"warning": 0.5, "critical": 1.0}, **{"for": "1m"})
+    vals = [0.6, 1.2, 1.2, 1.2, 0.6, 0.6, 0]
+    tl = current_severity(replay(rule, values_of({"a": vals})))
+    seen = [
+        (round((t - T0).total_seconds() / 60), sev, st)
+        for t, sev, st in tl.select("ts", "severity", "state").rows()
+    ]
+    assert seen == [
+        (0, "warning", "pending"),
+        (1, "warning", "firing"),  # critical only pending: warning is what fires
+        (2, "critical", "firing"),
+        (3, "critical", "firing"),
+        (4, "warning", "firing"),  # de-escalated
+        (5, "warning", "firing"),
+    ]
+
+
 def test_series_are_independent() -> None:
     rule = make_rule(**{"for": "1m"})
     vals = {"a": [1, 1, 1, 0], "b": [0, 1, 1, None], "c": [0, 0, 0, 0]}
