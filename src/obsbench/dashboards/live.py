@@ -105,6 +105,7 @@ class SourceState:
     last_ok: datetime | None = None
     error: str | None = None
     period: float = 0.0
+    idle: bool = False
 
     def stale_since(self, now: datetime, *, stale_after: float) -> datetime | None:
         """``None`` when fresh, else the wall time since which the data is stale.
@@ -112,8 +113,11 @@ class SourceState:
         Failing (``error`` set) is stale at once; otherwise stale when ``last_ok`` is more
         than ``period + stale_after`` seconds before ``now`` (``period``: how often a view
         group is meant to refresh; 0 for sources). Never fresh and never failed is not
-        stale yet (``None``); never fresh and failing is stale since ``now``.
+        stale yet (``None``); never fresh and failing is stale since ``now``. A view group
+        no open page needs (``idle``) is not computed, hence never stale.
         """
+        if self.idle:
+            return None
         if self.last_ok is None:
             return now if self.error else None
         if self.error or (now - self.last_ok).total_seconds() > self.period + stale_after:
@@ -287,6 +291,10 @@ class LiveModel:
         self._hist_loaded_at = 0.0
         self._values: dict[str, Any] = {}
         self._states = {name: SourceState(name) for name in [*SOURCES, "reports", *GROUP_SOURCES]}
+        for group, n in self.every.items():
+            self._states[group].period = n * self.interval
+        self._states["history"].period = history_period
+        self._was_wanted: set[str] = set()
         self._pnl_samples: deque[tuple[datetime, float]] = deque(maxlen=3600)
         self._history_db: Any = None
         self._tick = 0
@@ -482,6 +490,10 @@ class LiveModel:
         today = f.now.date() if f.now is not None else None  # type: ignore[union-attr]
         changed: set[str] = set()
         wanted = self._wanted() or set(GROUP_SOURCES)
+        fresh = wanted - self._was_wanted  # just opened: compute now, whatever the period
+        self._was_wanted = wanted
+        for group in GROUP_SOURCES:
+            self._states[group].idle = group not in wanted
         history_due = today is not None and (
             self._hist.today != today
             or time.monotonic() - self._hist_loaded_at > self.history_period
@@ -489,7 +501,8 @@ class LiveModel:
         if history_due and self._run_group("history", lambda: self._history_values(today), wall):
             changed.add("history")
         for group, fn in views.LIVE_GROUPS.items():
-            if group not in wanted or self._tick % self.every.get(group, 1):
+            due = group in fresh or self._tick % self.every.get(group, 1) == 0
+            if group not in wanted or not due:
                 continue
             call = partial(fn, f, self._hist)
             if group == "risk" and self.limits:
@@ -499,12 +512,12 @@ class LiveModel:
                 if group == "pnl":
                     self._sample_pnl()
         reports_due = "reports" in wanted and (
-            self._tick == 1 or self._tick % self.every["reports"] == 0
+            "reports" in fresh or self._tick % self.every["reports"] == 0
         )
         if reports_due and self._run_group("reports", self._report_runs, wall):
             changed.add("reports")
         if "service_levels" in wanted and (
-            self._tick == 1 or self._tick % self.every["service_levels"] == 0
+            "service_levels" in fresh or self._tick % self.every["service_levels"] == 0
         ):
             self._start_service_levels(wall)
         snap = Snapshot(

@@ -17,6 +17,7 @@ Adding a page is adding one module::
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from obsbench.dashboards.auth import ROLES, allowed
 from obsbench.errors import ConfigError
 
 __all__ = ["DEFAULT_APPS", "Page", "PageSpec", "discover", "pages_for"]
+
+log = logging.getLogger("obsbench.dashboards.pages")
 
 #: ``apps/`` of the source tree (``obsbench serve --apps`` overrides it).
 DEFAULT_APPS = Path(__file__).resolve().parents[3] / "apps"
@@ -103,7 +106,11 @@ def discover(apps: Path | str | None = None) -> list[Page]:
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        module = _load(path)
+        try:
+            module = _load(path)
+        except ImportError as exc:  # a page whose feature is not installed is left out
+            log.warning("page module %s not loaded: %s", path.name, exc)
+            continue
         spec = getattr(module, "PAGE", None)
         create = getattr(module, "create", None)
         if isinstance(spec, PageSpec) and callable(create):

@@ -53,7 +53,7 @@ class Options:
         Listen for alerts published by other processes through PostgreSQL
         (``LISTEN``/``NOTIFY``) when the database is PostgreSQL.
     alert_channel
-        The NOTIFY channel (default ``obsbench_alerts``).
+        The NOTIFY channel (default ``OBSBENCH_ALERTS_CHANNEL``, else ``obsbench_alerts``).
     """
 
     home: Path | None = None
@@ -163,7 +163,8 @@ def _start(opts: Options) -> Runtime:
         from obsbench.alerts.bus import PG_CHANNEL, PostgresBridge
 
         try:
-            bridge = PostgresBridge(settings.database, channel=opts.alert_channel or PG_CHANNEL)
+            channel = opts.alert_channel or os.environ.get("OBSBENCH_ALERTS_CHANNEL") or PG_CHANNEL
+            bridge = PostgresBridge(settings.database, channel=channel)
             bridge.start()
         except Exception:  # no database: alerts published in this process still arrive
             log.warning("alert bridge to PostgreSQL not started", exc_info=True)

@@ -371,13 +371,19 @@ class LivePage(pn.viewable.Viewer):
         )
         self.main = self.build()
         self._apply(self.rt.model.snapshot)
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            sid = self.rt.model.subscribe(doc, self._on_snapshot, self.spec.groups)
-            from obsbench.alerts.bus import bus
+        # Push only once the browser has built the page: Tabulator fails on updates that
+        # arrive while it is still rendering ("reading 'verticalFillMode'").
+        pn.state.onload(self._subscribe)
 
-            bus_sid = bus.subscribe(self._on_alert_message, doc=doc)
-            pn.state.on_session_destroyed(partial(_unsubscribe, self.rt.model, sid, bus, bus_sid))
+    def _subscribe(self) -> None:
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            return
+        from obsbench.alerts.bus import bus
+
+        sid = self.rt.model.subscribe(doc, self._on_snapshot, self.spec.groups)
+        bus_sid = bus.subscribe(self._on_alert_message, doc=doc)
+        pn.state.on_session_destroyed(partial(_unsubscribe, self.rt.model, sid, bus, bus_sid))
 
     # -- to implement ---------------------------------------------------------------------
     def build(self) -> Any:

@@ -1,0 +1,204 @@
+"""Browser tests: a real `obsbench serve` subprocess, Debian's chromium driven by Playwright.
+
+The test process plays the platform: it writes the store (simulator thread, wall-clock
+time) and runs an alert evaluator that publishes through PostgreSQL NOTIFY, the way an
+evaluator in another process reaches every server process. `scripts/test-services.sh`
+installs chromium; `playwright install` is never used (it downloads a browser build).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("OBSBENCH_CHROMIUM") or shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+POSTGRES_URL = os.environ.get(
+    "OBSBENCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+PASSWORD = "pw-{}"
+USERS = {
+    "tess": ["trader"],
+    "rick": ["risk"],
+    "olga": ["operator"],
+    "eve": ["executive"],
+    "cory": ["compliance"],
+    "ada": ["admin"],
+}
+STALE_AFTER = 3.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """pytest-playwright hook: launch the system chromium."""
+    if not CHROMIUM:
+        pytest.fail("chromium is not installed: run scripts/test-services.sh")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL schema of its own for the server's alert and audit tables."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"b_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class Platform:
+    """The server under test and the data/alert sources the test process drives."""
+
+    url: str
+    home: Path
+    store: object
+    sim: object
+    channel: str
+    database: str
+    log: Path
+    proc: subprocess.Popen
+    stops: list = field(default_factory=list)
+
+    def start_data(self) -> None:
+        from obsbench.dashboards import demo
+
+        _, stop = demo.start_simulator(self.store, self.sim)
+        self.stops.append(stop)
+
+    def stop_data(self) -> None:
+        for stop in self.stops:
+            stop.set()
+        self.stops.clear()
+        time.sleep(1.2)  # let the running tick finish
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Platform]:
+    from obsbench.dashboards import auth, demo
+    from obsbench.store import Store
+
+    home = tmp_path_factory.mktemp("home")
+    store = Store(home)
+    sim = demo.prepare(store, demo.demo_config(days=1, small=True, first_incident=_hours(99)))
+    users = auth.write_users(
+        home / "users.yaml", {u: (PASSWORD.format(u), roles) for u, roles in USERS.items()}
+    )
+    port = _free_port()
+    channel = f"obsbench_alerts_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "OBSBENCH_HOME": str(home),
+        "OBSBENCH_DATABASE_URL": pg_url,
+        "OBSBENCH_ALERTS_CHANNEL": channel,
+        "OBSBENCH_DASHBOARD_STALE_AFTER": str(STALE_AFTER),
+    }
+    log = home / "server.log"
+    cmd = [
+        sys.executable, "-m", "obsbench", "serve", "--port", str(port),
+        "--users", str(users), "--home", str(home), "--interval", "1",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    plat = Platform(url, home, store, sim, channel, pg_url, log, proc)
+    plat.start_data()
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"obsbench serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.terminate()
+            pytest.fail(f"obsbench serve not ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield plat
+    plat.stop_data()
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _hours(n: float):
+    from datetime import timedelta
+
+    return timedelta(hours=n)
+
+
+def login(page, base: str, user: str, password: str | None = None) -> None:
+    """Log in through the form; lands on the page list."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password or PASSWORD.format(user))
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url(re.compile(r"/(\?.*)?$"), timeout=10_000)
+
+
+def console_errors(page) -> list[str]:
+    """Attach a collector of console errors and page errors; returns the live list."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def tab(browser):
+    """A page in a fresh browser context (one Bokeh session per context)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
