@@ -100,14 +100,14 @@ def _fire(platform, service: str):
     from obsbench.alerts.rules import parse_rules
 
     rules = parse_rules(
-        f"""
+        """
 rules:
   - name: BrowserTestErrors
-    signal: {{metric: error_rate, dataset: requests, by: [service], window: 1m}}
+    signal: {metric: error_rate, dataset: requests, by: [service], window: 1m}
     op: ">"
-    thresholds: {{critical: 0.5}}
+    thresholds: {critical: 0.5}
     for: 0s
-    annotations: {{summary: "{{{{ labels.service }}}} failing"}}
+    annotations: {summary: "{{ labels.service }} failing"}
 """
     )
     now = datetime.now(UTC).replace(microsecond=0)
