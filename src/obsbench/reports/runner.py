@@ -251,6 +251,8 @@ def new_run_id(now: datetime | None = None) -> str:
 def _display(value: object) -> str:
     if value is None:
         return "all"
+    if value == "":
+        return "(default)"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value) or "all"
     if isinstance(value, float):
