@@ -7,19 +7,40 @@ commands.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from obsbench.cli import _friendly_errors, console, err_console
 from obsbench.errors import ReportError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """obsbench.cli's error handling, looked up at call time (obsbench.cli imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from obsbench.cli import _friendly_errors as friendly
+
+        return friendly(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 report_app = typer.Typer(
     help="Run report notebooks to PDF and list past runs.", no_args_is_help=True
