@@ -134,11 +134,19 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     found = current()
     if found == me:
         return name
+    import fcntl
+
     from ipykernel.kernelspec import install
 
-    install(kernel_name=name, display_name="Python (obsbench)", prefix=sys.prefix)
-    manager = KernelSpecManager()
-    found = current()
+    lock_dir = Path(sys.prefix) / "share" / "jupyter"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / ".obsbench-kernel.lock").open("w") as lock:  # parallel test workers
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manager = KernelSpecManager()
+        if current() != me:
+            install(kernel_name=name, display_name="Python (obsbench)", prefix=sys.prefix)
+        manager = KernelSpecManager()
+        found = current()
     if found != me:
         msg = f"kernelspec {name!r} runs {found}, not this interpreter {me}"
         raise ReportError(
