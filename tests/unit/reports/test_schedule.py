@@ -61,7 +61,7 @@ def test_unknown_keys_and_duplicate_ids_are_rejected(tmp_path: Path) -> None:
 
 def test_shipped_schedules_load_and_render_their_parameters() -> None:
     schedules = load_schedules(REPO / "scheduled")
-    assert {s.report for s in schedules} == {"sla", "risk_review", "best_execution"}
+    assert {"sla", "risk_review", "best_execution"} <= {s.report for s in schedules}
     for s in schedules:
         params = s.parameters_for(s.latest_slot(utc(2026, 3, 10, 12)))
         assert params["start"] <= params["end"]
