@@ -49,7 +49,18 @@ ANONYMOUS_ACTORS: frozenset[str] = frozenset(
 )
 """Actors that do not name anyone (a config change by one of them is a gap)."""
 
-ACCESS_ACTIONS = ("login", "login_failed", "logout", "access", "access_denied", "alert_ack")
+ACCESS_ACTIONS = (
+    "login",
+    "login_failed",
+    "logout",
+    "access",
+    "access_denied",
+    "alert_ack",
+    "config_change",
+)
+"""Actions the access review counts."""
+CHECKED_ACTIONS = ("access", "config_change", "alert_ack")
+"""Granted actions on a resource that the actor's roles must permit."""
 
 
 @dataclass(frozen=True)
@@ -207,13 +218,24 @@ def _with_roles(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFrame:
 
 
 def access_review(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFrame:
-    """Per actor: roles, logins, failed logins, accesses, denied accesses, alert acks."""
+    """Per actor: roles and counts of logins, failures, accesses, denials, changes, acks.
+
+    ``outside_role`` counts the actor's actions that their roles do not permit.
+    """
     access = _with_roles(events, policy)
     if access.is_empty():
         return pl.DataFrame(
             schema={"actor": pl.String, "roles": pl.String}
             | dict.fromkeys(
-                ("logins", "failed_logins", "accesses", "denied", "outside_role", "alert_acks"),
+                (
+                    "logins",
+                    "failed_logins",
+                    "accesses",
+                    "denied",
+                    "config_changes",
+                    "alert_acks",
+                    "outside_role",
+                ),
                 pl.UInt32,
             )
         )
@@ -225,8 +247,11 @@ def access_review(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFrame:
             (pl.col("action") == "login_failed").sum().alias("failed_logins"),
             (pl.col("action") == "access").sum().alias("accesses"),
             (pl.col("action") == "access_denied").sum().alias("denied"),
-            ((pl.col("action") == "access") & ~pl.col("_allowed")).sum().alias("outside_role"),
+            (pl.col("action") == "config_change").sum().alias("config_changes"),
             (pl.col("action") == "alert_ack").sum().alias("alert_acks"),
+            (pl.col("action").is_in(CHECKED_ACTIONS) & ~pl.col("_allowed"))
+            .sum()
+            .alias("outside_role"),
         )
         .with_columns(pl.col("roles").fill_null("(none)"))
         .sort("actor")
@@ -234,9 +259,15 @@ def access_review(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFrame:
 
 
 def access_violations(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFrame:
-    """Granted access outside the actor's permitted roles (high) and denied access (info)."""
+    """Granted actions outside the actor's permitted roles (high) and denied access (info).
+
+    Checked are ``access``, ``config_change`` and ``alert_ack`` events: the actor's roles
+    (from the policy, else the event's ``details.role``) must permit the resource.
+    """
     access = _with_roles(events, policy)
-    outside = access.filter((pl.col("action") == "access") & ~pl.col("_allowed")).sort("seq")
+    outside = access.filter(pl.col("action").is_in(CHECKED_ACTIONS) & ~pl.col("_allowed")).sort(
+        "seq"
+    )
     denied = access.filter(pl.col("action") == "access_denied").sort("seq")
     roles_text = pl.when(pl.col("roles") == "").then(pl.lit("no role")).otherwise(pl.col("roles"))
     return pl.concat(
@@ -245,7 +276,11 @@ def access_violations(events: pl.DataFrame, policy: AccessPolicy) -> pl.DataFram
                 outside,
                 "access_outside_role",
                 "high",
-                pl.lit("roles [") + roles_text + pl.lit("] do not permit ") + pl.col("resource"),
+                pl.col("action")
+                + pl.lit(" by roles [")
+                + roles_text
+                + pl.lit("] not permitted on ")
+                + pl.col("resource"),
             ),
             _gaps(
                 denied,
@@ -454,3 +489,14 @@ def write_anchor(manifest: Path | str, anchor: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def failed_login_bursts(events: pl.DataFrame, *, threshold: int = 3) -> pl.DataFrame:
+    """Actors with more than ``threshold`` failed logins on one UTC day."""
+    return (
+        events.filter(pl.col("action") == "login_failed")
+        .group_by("actor", pl.col("ts").dt.date().alias("day"))
+        .agg(pl.len().alias("failed_logins"), pl.col("seq").min().alias("first_seq"))
+        .filter(pl.col("failed_logins") > threshold)
+        .sort("day", "actor")
+    )

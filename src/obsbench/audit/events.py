@@ -130,7 +130,8 @@ def prepare(
     details
         A JSON object: a ``dict`` or a string holding one. ``None`` means ``{}``.
     correlation_id, source
-        Optional strings.
+        Optional strings. ``source`` is masked like the other text; ``correlation_id`` is
+        kept verbatim (it joins events), so it must never carry a secret.
     ts
         Event time; now (UTC) if not given. A naive datetime is taken to be UTC.
     event_id
@@ -166,7 +167,7 @@ def prepare(
         resource=mask(resource_s, masker),
         details=details_text,
         correlation_id=cid,
-        source=src,
+        source=mask(src, masker) if src else src,
         event_id=str(event_id) if event_id else os.urandom(16).hex(),
     )
 
