@@ -100,6 +100,7 @@ from obsbench.metrics.risk import (
 from obsbench.metrics.sla import (
     availability,
     burn_rate,
+    collect_by_time,
     error_budget_remaining,
     error_origins,
     error_propagation,
@@ -145,6 +146,7 @@ __all__ += [
     "api_utilisation",
     "availability",
     "burn_rate",
+    "collect_by_time",
     "detect_anomalies",
     "error_budget_remaining",
     "error_origins",
