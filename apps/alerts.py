@@ -32,18 +32,18 @@ class AlertsPage(ui.LivePage):
 
     def build(self) -> list:
         recent, active = self.rt.book.snapshot()
-        self.active = ui.Table(ACTIVE, height=260, selectable=1, name="active-alerts")
-        self.recent = ui.Table(SHOWN, height=360, name="recent-alerts")
+        self.active = ui.Table(ACTIVE, height=260, selectable=1)
+        self.recent = ui.Table(SHOWN, height=360)
         self.active.update(_frame(active, ACTIVE))
-        self.recent.update(_frame(list(reversed(recent[-200:])), SHOWN))
+        self.recent.update(_frame(recent[-200:], SHOWN))
         self.comment = pn.widgets.TextInput(placeholder="comment (optional)", width=260)
-        self.ack = pn.widgets.Button(name="Acknowledge", button_type="primary", disabled=True)
+        self.ack = pn.widgets.Button(label="Acknowledge", button_type="primary", disabled=True)
         self.duration = pn.widgets.Select(
             options={"15 min": 15, "1 hour": 60, "4 hours": 240}, value=60, width=110
         )
-        self.mute = pn.widgets.Button(name="Silence rule", button_type="warning", disabled=True)
+        self.mute = pn.widgets.Button(label="Silence rule", button_type="warning", disabled=True)
         self.status = pn.pane.Markdown("Select an active alert to acknowledge or silence it.")
-        self.rule = pn.widgets.Select(name="Rule history", options=self._rules(recent), width=300)
+        self.rule = pn.widgets.Select(label="Rule history", options=self._rules(recent), width=300)
         self.history = ui.Table(SHOWN, height=260)
         self.active.widget.param.watch(self._selected, "selection")
         self.ack.on_click(self._acknowledge)
@@ -54,7 +54,7 @@ class AlertsPage(ui.LivePage):
             pn.Column("### Active alerts", self.active),
             pn.Row(self.comment, self.ack, self.duration, self.mute),
             self.status,
-            pn.Column("### Recent alerts (newest first)", self.recent),
+            pn.Column("### Recent alerts (newest at the bottom)", self.recent),
             pn.Column(self.rule, self.history),
         ]
 
@@ -105,9 +105,7 @@ class AlertsPage(ui.LivePage):
         recent, active = self.rt.book.snapshot()
         shown = [r for r in rows if r["status"] != "acknowledged"]
         if shown:
-            self.recent.widget.stream(
-                _frame(list(reversed(shown)), SHOWN).to_pandas(), rollover=200, follow=True
-            )
+            self.recent.widget.stream(_frame(shown, SHOWN).to_pandas(), rollover=200, follow=True)
         self.active.update(_frame(active, ACTIVE))
         rules = self._rules(recent)
         if rules != self.rule.options:

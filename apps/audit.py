@@ -19,13 +19,13 @@ class AuditPage(ui.LivePage):
     spec = PAGE
 
     def build(self) -> list:
-        self.actor = pn.widgets.TextInput(name="Actor", width=180)
-        self.action = pn.widgets.MultiChoice(name="Action", options=list(audit.ACTIONS), width=320)
-        self.text = pn.widgets.TextInput(name="Text", width=200)
-        self.hours = pn.widgets.IntInput(name="Last hours", value=24, start=1, width=110)
-        self.search_button = pn.widgets.Button(name="Search", button_type="primary")
-        self.verify_button = pn.widgets.Button(name="Verify chain", button_type="default")
-        self.results = ui.Table(SHOWN, height=480, name="audit-results")
+        self.actor = pn.widgets.TextInput(label="Actor", width=180)
+        self.action = pn.widgets.MultiChoice(label="Action", options=list(audit.ACTIONS), width=320)
+        self.text = pn.widgets.TextInput(label="Text", width=200)
+        self.hours = pn.widgets.IntInput(label="Last hours", value=24, start=1, width=110)
+        self.search_button = pn.widgets.Button(label="Search", button_type="primary")
+        self.verify_button = pn.widgets.Button(label="Verify chain", button_type="default")
+        self.results = ui.Table(SHOWN, height=480)
         self.status = pn.pane.Markdown("")
         self.search_button.on_click(self._search)
         self.verify_button.on_click(self._verify)

@@ -91,12 +91,8 @@ class ExecutivePage(ui.LivePage):
         self.trend.update(book.get("trend"))
         self.sla.update(snap.get("sla_today"))
         self.heat.update(snap.get("exposure_heat"))
-        summary = snap.get("strategy_summary")
-        if isinstance(summary, pl.DataFrame) and summary.height:
-            self.top.update(summary.sort("sharpe_ratio", descending=True, nulls_last=True).head(5))
-        by_strategy = snap.get("pnl_by_strategy")
-        if isinstance(by_strategy, pl.DataFrame) and by_strategy.height:
-            self.top_today.update(by_strategy.head(5))
+        self.top.update(snap.get("top_strategies"))
+        self.top_today.update(snap.get("top_today"))
 
 
 def create() -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import panel as pn
-import polars as pl
 
 from obsbench.dashboards import ui
 from obsbench.dashboards.live import Snapshot
@@ -115,11 +114,8 @@ class OperationsPage(ui.LivePage):
 
     def update(self, snap: Snapshot) -> None:
         self.health.update(snap.get("services"))
-        buckets = snap.get("service_buckets")
-        if isinstance(buckets, pl.DataFrame) and buckets.height:
-            recent = buckets.filter(pl.col("ts") >= pl.col("ts").max() - pl.duration(minutes=14))
-            self.matrix.update(recent.with_columns(minute=pl.col("ts").dt.strftime("%H:%M")))
-            self.latency.update(buckets)
+        self.matrix.update(snap.get("error_matrix"))
+        self.latency.update(snap.get("service_buckets"))
         self.errors.update(snap.get("error_anomalies"))
         self.budgets.update(snap.get("budgets"))
         self.quotas.update(snap.get("quotas"))

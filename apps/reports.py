@@ -25,9 +25,7 @@ class ReportsPage(ui.LivePage):
     spec = PAGE
 
     def build(self) -> list:
-        self.runs = ui.Table(
-            SHOWN, formats={"duration_s": "0.0"}, height=420, selectable=1, name="report-runs"
-        )
+        self.runs = ui.Table(SHOWN, formats={"duration_s": "0.0"}, height=420, selectable=1)
         self.download = pn.widgets.FileDownload(
             label="Download PDF", button_type="primary", disabled=True, embed=False
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import panel as pn
-import polars as pl
 
 from obsbench.dashboards import ui
 from obsbench.dashboards.live import Snapshot
@@ -77,9 +76,7 @@ class RiskPage(ui.LivePage):
         self.by_strategy.update(snap.get("exposure_strategy"))
         self.by_symbol.update(snap.get("exposure_symbol"))
         self.by_sector.update(snap.get("exposure_sector"))
-        summary = snap.get("strategy_summary")
-        if isinstance(summary, pl.DataFrame) and summary.height:
-            self.var.update(summary.sort("value_at_risk", nulls_last=True))
+        self.var.update(snap.get("var_by_strategy"))
         self.stress.update(snap.get("stress"))
         self.limits.update(snap.get("limits"))
         self.corr.update(snap.get("correlation"))

@@ -26,7 +26,7 @@ class TradingPage(ui.LivePage):
         self.pnl_today = ui.Number("P&L today")
         self.orders = ui.Number("Orders today")
         self.fill_rate = ui.Number("Fill rate today", "{:.1%}")
-        self.by_strategy = ui.Table(PNL, formats=MONEY, height=330, name="pnl-by-strategy")
+        self.by_strategy = ui.Table(PNL, formats=MONEY, height=330)
         self.by_symbol = ui.Table(["symbol", *PNL[1:]], formats=MONEY, height=330)
         self.execution = ui.Table(
             [

@@ -198,7 +198,9 @@ def start_evaluator(
     """
     from obsbench.alerts.evaluator import Evaluator
 
-    evaluator = Evaluator(rules, store=store, interval=interval)
+    # bridge=False: the sessions of this process get the alerts through the in-process bus;
+    # a NOTIFY from here would come back through this process's own listener as a duplicate.
+    evaluator = Evaluator(rules, store=store, interval=interval, bridge=False)
     stop = stop or threading.Event()
     thread = threading.Thread(
         target=evaluator.run, kwargs={"stop": stop}, name="obsbench-evaluator", daemon=True

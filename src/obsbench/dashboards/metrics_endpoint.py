@@ -136,7 +136,11 @@ class MetricsHandler(tornado.web.RequestHandler):
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    """``GET /health``: JSON status; 503 when the live model thread is not running."""
+    """``GET /health``: JSON status; 503 when the live model thread is not running.
+
+    ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``push_ms``,
+    ``sessions``).
+    """
 
     def get(self) -> None:
         from obsbench.dashboards.setup import runtime
@@ -165,6 +169,12 @@ class HealthHandler(tornado.web.RequestHandler):
             "data_now": snap.data_now.isoformat() if snap.data_now else None,
             "sources": sources,
         }
+        ticks = int(self.get_argument("ticks", "0") or 0)
+        if ticks > 0:  # recent tick costs, for benchmarks and diagnosis
+            recent = list(rt.model.tick_costs)[-ticks:]
+            body["ticks"] = [
+                {**c, "push_ms": rt.model.push_cost(int(c["version"]))[1]} for c in recent
+            ]
         self.set_status(200 if alive else 503)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(body))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -57,6 +59,31 @@ def extension() -> None:
     pn.state.notifications.position = "top-right"
 
 
+_PANDAS: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, Any]] = OrderedDict()
+_PANDAS_LOCK = threading.Lock()
+
+
+def _to_pandas(frame: pl.DataFrame) -> Any:
+    """``frame.to_pandas()``, converted once per frame for all the sessions showing it.
+
+    Snapshots are immutable, so every session of a page receives the same frame objects;
+    the cache (keyed by object identity, holding the frame so the id stays valid) makes
+    the conversion a per-tick cost instead of a per-session one.
+    """
+    key = (id(frame), tuple(frame.columns))
+    with _PANDAS_LOCK:
+        hit = _PANDAS.get(key)
+        if hit is not None and hit[0] is frame:
+            _PANDAS.move_to_end(key)
+            return hit[1]
+    converted = frame.to_pandas()
+    with _PANDAS_LOCK:
+        _PANDAS[key] = (frame, converted)
+        while len(_PANDAS) > 256:
+            _PANDAS.popitem(last=False)
+    return converted
+
+
 def _fmt(fmt: str) -> NumberFormatter:
     return NumberFormatter(format=fmt, text_align="right")
 
@@ -83,10 +110,10 @@ class Table:
         formats: dict[str, str] | None = None,
         titles: dict[str, str] | None = None,
         height: int = 300,
-        name: str = "",
         **kwargs: Any,
     ) -> None:
         self.columns = list(columns) if columns else None
+        self._shown: pl.DataFrame | None = None
         self.widget = pn.widgets.Tabulator(
             value=None,
             disabled=True,
@@ -96,7 +123,6 @@ class Table:
             layout="fit_data_stretch",
             formatters={c: _fmt(f) for c, f in (formats or {}).items()},
             titles=titles or {},
-            name=name,
             **kwargs,
         )
 
@@ -105,11 +131,12 @@ class Table:
 
     def update(self, frame: pl.DataFrame | None) -> None:
         """Show ``frame``: patch changed cells when the shape is unchanged, else replace."""
-        if not isinstance(frame, pl.DataFrame) or not frame.columns:
-            return
+        if not isinstance(frame, pl.DataFrame) or not frame.columns or frame is self._shown:
+            return  # the same frame object as last time: its group was not recomputed
+        self._shown = frame
         if self.columns:
-            frame = frame.select([c for c in self.columns if c in frame.columns])
-        new = frame.to_pandas()
+            frame = _select(frame, tuple(c for c in self.columns if c in frame.columns))
+        new = _to_pandas(frame)
         old = self.widget.value
         if (
             old is not None
@@ -129,6 +156,28 @@ class Table:
                 self.widget.patch(patch, as_index=False)
         else:
             self.widget.value = new
+
+
+_SELECTED: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, pl.DataFrame]] = (
+    OrderedDict()
+)
+
+
+def _select(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """``frame.select(columns)``, the same object for every session (see :func:`_to_pandas`)."""
+    if tuple(frame.columns) == columns:
+        return frame
+    key = (id(frame), columns)
+    with _PANDAS_LOCK:
+        hit = _SELECTED.get(key)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+    selected = frame.select(columns)
+    with _PANDAS_LOCK:
+        _SELECTED[key] = (frame, selected)
+        while len(_SELECTED) > 256:
+            _SELECTED.popitem(last=False)
+    return selected
 
 
 def _py(value: Any) -> Any:
@@ -226,6 +275,7 @@ class LineChart:
         self.fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("value", "@y{0,0.[00]}")]))
         self.sources: dict[str, ColumnDataSource] = {}
         self.marks: dict[str, ColumnDataSource] = {}
+        self._shown: pl.DataFrame | None = None
         self.pane = pn.pane.Bokeh(self.fig, sizing_mode="stretch_width")
 
     def __panel__(self) -> Any:
@@ -254,6 +304,9 @@ class LineChart:
         """Plot ``frame`` (columns ``x``, ``y`` and ``by``)."""
         if not isinstance(frame, pl.DataFrame) or frame.is_empty() or self.y not in frame.columns:
             return
+        if frame is self._shown:
+            return
+        self._shown = frame
         frame = frame.sort(self.x)
         parts = frame.partition_by(self.by, as_dict=True) if self.by else {("",): frame}
         for key, part in parts.items():
@@ -290,6 +343,7 @@ class Heatmap:
         self.x, self.y, self.value, self.diverging = x, y, value, diverging
         self.mapper = LinearColorMapper(palette=list(RdYlGn11), low=-1, high=1)
         self.source = ColumnDataSource({"x": [], "y": [], "v": []})
+        self._shown: pl.DataFrame | None = None
         self.fig = figure(
             title=title,
             x_range=[],
@@ -318,8 +372,9 @@ class Heatmap:
 
     def update(self, frame: pl.DataFrame | None) -> None:
         """Show a long frame with the ``x``, ``y`` and ``value`` columns."""
-        if not isinstance(frame, pl.DataFrame) or frame.is_empty():
+        if not isinstance(frame, pl.DataFrame) or frame.is_empty() or frame is self._shown:
             return
+        self._shown = frame
         frame = frame.sort(self.y, self.x)
         xs = [str(v) for v in frame[self.x].to_list()]
         ys = [str(v) for v in frame[self.y].to_list()]

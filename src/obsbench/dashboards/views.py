@@ -110,7 +110,9 @@ def history_views(hist: HistoryFrames) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``strategy_summary`` (:func:`obsbench.metrics.strategy_summary`), ``correlation``
+        ``strategy_summary`` (:func:`obsbench.metrics.strategy_summary`; also as
+        ``top_strategies``, the five best Sharpe ratios, and ``var_by_strategy``, sorted by
+        VaR, worst first), ``correlation``
         (long: ``strategy``, ``other``, ``corr`` from
         :func:`obsbench.metrics.correlation_matrix`), ``drawdown`` (``strategy``, ``ts``,
         ``drawdown``) and ``daily_pnl`` (:func:`obsbench.metrics.pnl.cumulative_pnl` of the
@@ -119,11 +121,16 @@ def history_views(hist: HistoryFrames) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rets = hist.returns
     if rets.is_empty():
-        out["strategy_summary"] = _EMPTY
+        for key in ("strategy_summary", "top_strategies", "var_by_strategy"):
+            out[key] = _EMPTY
         out["correlation"] = _EMPTY
         out["drawdown"] = _EMPTY
     else:
-        out["strategy_summary"] = metrics.strategy_summary(rets)
+        summary = metrics.strategy_summary(rets)
+        out["strategy_summary"] = summary
+        by_sharpe = summary.sort("sharpe_ratio", descending=True, nulls_last=True)
+        out["top_strategies"] = by_sharpe.head(5)
+        out["var_by_strategy"] = summary.sort("value_at_risk", nulls_last=True)
         wide = metrics.correlation_matrix(rets)
         out["correlation"] = wide.unpivot(
             index="strategy", variable_name="other", value_name="corr"
@@ -179,9 +186,11 @@ def pnl_views(live: LiveFrames, hist: HistoryFrames) -> dict[str, Any]:
     att_today = _today_attribution(live, hist)
     if not att_today.is_empty() and today is not None:
         att_today = att_today.filter(pl.col("date") == today)
+    by_strategy = _pnl_by(att_today, "strategy")
     return {
         "today": today,
-        "pnl_by_strategy": _pnl_by(att_today, "strategy"),
+        "pnl_by_strategy": by_strategy,
+        "top_today": by_strategy.head(5),
         "pnl_by_symbol": _pnl_by(att_today, "symbol"),
         "pnl_book": _book_pnl(hist.attribution, att_today, today),
     }
@@ -260,19 +269,25 @@ def service_views(live: LiveFrames, hist: HistoryFrames) -> dict[str, Any]:
 
     ``services`` (:func:`~obsbench.metrics.service_summary`), ``service_buckets`` (per
     minute, :func:`~obsbench.metrics.service_buckets`), ``error_anomalies``
-    (:func:`~obsbench.metrics.anomaly.error_rate_anomalies`, robust score over the window)
+    (:func:`~obsbench.metrics.anomaly.error_rate_anomalies`, robust score over the window),
+    ``error_matrix`` (the last 15 minutes of buckets, labelled ``minute``)
     and ``md_latency`` (market-data latency percentiles per minute,
     :func:`~obsbench.metrics.latency_percentiles`).
     """
     req = live.requests
     if not req.height:
         return dict.fromkeys(
-            ("services", "service_buckets", "error_anomalies", "md_latency"), _EMPTY
+            ("services", "service_buckets", "error_matrix", "error_anomalies", "md_latency"),
+            _EMPTY,
         )
     md = req.filter(pl.col("service") == "market-data")
+    buckets = metrics.service_buckets(req, every="1m", qs=QUANTILES)
     return {
         "services": metrics.service_summary(req, qs=QUANTILES),
-        "service_buckets": metrics.service_buckets(req, every="1m", qs=QUANTILES),
+        "service_buckets": buckets,
+        "error_matrix": buckets.filter(
+            pl.col("ts") >= pl.col("ts").max() - pl.duration(minutes=14)
+        ).with_columns(minute=pl.col("ts").dt.strftime("%H:%M")),
         "error_anomalies": error_rate_anomalies(
             req, every="1m", min_requests=10, seasonal=False, window=30
         ),

@@ -1,0 +1,328 @@
+"""Dashboards under load, with the live demo running: tick cost, alert push latency, memory.
+
+Runs ``obsbench demo`` (live simulator, shipped-rule evaluator, dashboards) in a
+subprocess on a free port, with its alert tables in a fresh PostgreSQL schema, then drives
+Debian's chromium with Playwright:
+
+1. **tick cost** with 1 and with 20 open sessions: the shared computation of a tick
+   (``compute_ms``, the live-model thread) and the event-loop time spent updating every
+   session for that tick (``push_ms``), read from ``/health?ticks=N`` (target: total under
+   200 ms with 20 sessions);
+2. **alert push latency**, evaluator -> DOM, measured in the browser: this process evaluates
+   a rule that fires (a fresh series each time) and publishes through PostgreSQL NOTIFY (the
+   path of an evaluator beside the server); an in-page 20 ms poller walking the shadow
+   roots records when the toast appears; latency = seen - time before ``evaluate()``,
+   same clock (target: p95 under 1 s);
+3. **memory soak**: sessions open and close for ``--minutes`` while the server's RSS is
+   sampled every 10 s; prints the least-squares slope of the second half (target: no
+   growth trend).
+
+Usage: ``python benchmarks/bench_dashboards.py [--minutes 30] [--sessions 20] [--alerts 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+POSTGRES_URL = os.environ.get(
+    "OBSBENCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ["trading", "executive", "operations", "risk", "alerts"]
+POLLER = """
+(() => {
+  window.__seen = {};
+  const walk = (root, out) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.classList && el.classList.contains('notyf__message')) out.push(el.textContent);
+      if (el.shadowRoot) walk(el.shadowRoot, out);
+    }
+  };
+  setInterval(() => {
+    const out = []; walk(document, out);
+    for (const t of out) {
+      const m = t.match(/bench-(\\d+)/);
+      if (m && !(m[1] in window.__seen)) window.__seen[m[1]] = Date.now();
+    }
+  }, 20);
+})();
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url, timeout=5).read())
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def tick_stats(base: str, n: int) -> dict:
+    ticks = [t for t in get(f"{base}/health?ticks={n}")["ticks"] if t["version"] > 1]
+    compute = [t["compute_ms"] for t in ticks]
+    push = [t["push_ms"] for t in ticks]
+    total = [c + p for c, p in zip(compute, push, strict=True)]
+    return {
+        "ticks": len(ticks),
+        "sessions": max(t["sessions"] for t in ticks),
+        **{
+            f"{name}_{stat}": round(fn(vals), 1)
+            for name, vals in (("compute", compute), ("push", push), ("total", total))
+            for stat, fn in (
+                ("p50", statistics.median),
+                ("p95", lambda v: quantile(v, 0.95)),
+                ("max", max),
+            )
+        },
+    }
+
+
+def login(page, base: str, user: str, password: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url(f"{base}/", timeout=15_000)
+
+
+def open_session(browser, base: str, slug: str, password: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    login(page, base, "ada", password)
+    page.goto(f"{base}/{slug}")
+    page.locator(".obsbench-badge", has_text="live").wait_for(timeout=30_000)
+    return context, page
+
+
+def fire(database: str, channel: str, k: int) -> float:
+    """Evaluate a rule that fires for a fresh series; returns the epoch ms before evaluating."""
+    import polars as pl
+
+    from obsbench.alerts.evaluator import Evaluator
+    from obsbench.alerts.rules import parse_rules
+
+    rules = parse_rules(
+        """
+rules:
+  - name: BenchPush
+    signal: {metric: error_rate, dataset: requests, by: [service], window: 1m}
+    op: ">"
+    thresholds: {critical: 0.5}
+    for: 0s
+    annotations: {summary: "{{ labels.service }}"}
+"""
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    failing = pl.DataFrame(
+        {
+            "ts": [now],
+            "service": [f"bench-{k}"],
+            "endpoint": ["GET /x"],
+            "latency_ms": [1.0],
+            "status_code": [500],
+            "ok": [False],
+            "trace_id": [None],
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "status_code": pl.Int32},
+    )
+    ev = Evaluator(rules, database=database, sources={"requests": failing}, pg_channel=channel)
+    try:
+        began = time.time() * 1000
+        ev.evaluate(now)
+    finally:
+        ev.close()
+    return began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak duration")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--alerts", type=int, default=20)
+    parser.add_argument("--days", type=int, default=2, help="history of the demo")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+    from sqlalchemy import create_engine, text
+
+    from obsbench.dashboards import auth
+
+    chromium = os.environ.get("OBSBENCH_CHROMIUM") or shutil.which("chromium")
+    if not chromium:
+        print("chromium is not installed: run scripts/test-services.sh")
+        return 1
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    database = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    channel = f"obsbench_bench_{uuid.uuid4().hex[:8]}"
+    home = Path(tempfile.mkdtemp(prefix="obsbench-bench-"))
+    password = uuid.uuid4().hex[:12]
+    users = auth.write_users(home / "users.yaml", {"ada": (password, ["admin"])})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "OBSBENCH_DATABASE_URL": database,
+        "OBSBENCH_ALERTS_CHANNEL": channel,
+    }
+    log = (home / "demo.log").open("w")
+    cmd = [
+        sys.executable, "-m", "obsbench", "demo", "--home", str(home), "--port", str(port),
+        "--users", str(users), "--days", str(args.days),
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        while True:
+            if proc.poll() is not None:
+                print((home / "demo.log").read_text()[-3000:])
+                return 1
+            try:
+                if get(f"{base}/health")["tick"] > 2:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        print(f"demo up in {time.monotonic() - started:.1f} s ({args.days} day(s) of history)")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, args=CHROMIUM_ARGS, headless=True
+            )
+            sessions = [open_session(browser, base, PAGES[0], password)]
+            time.sleep(30)
+            one = tick_stats(base, 25)
+            sessions += [
+                open_session(browser, base, PAGES[i % len(PAGES)], password)
+                for i in range(1, args.sessions)
+            ]
+            time.sleep(40)
+            many = tick_stats(base, 30)
+            print("\n== tick cost (ms): compute = shared live model, push = all session updates")
+            for label, stats in (("1 session", one), (f"{args.sessions} sessions", many)):
+                print(f"{label:>12}: {json.dumps(stats)}")
+
+            # -- alert push latency, in the first and the last opened session
+            watched = [sessions[0][1], sessions[-1][1]]
+            for page in watched:
+                page.evaluate(POLLER)
+            fired = {}
+            for k in range(args.alerts):
+                fired[str(k)] = fire(database, channel, k)
+                time.sleep(1.5)
+            time.sleep(3)
+            lat: dict[str, list[float]] = {"first": [], "last": []}
+            for name, page in zip(("first", "last"), watched, strict=True):
+                seen = page.evaluate("window.__seen")
+                lat[name] = [seen[k] - fired[k] for k in fired if k in seen]
+            print("\n== alert push latency, evaluator -> toast in the DOM (ms)")
+            for name, values in lat.items():
+                if values:
+                    print(
+                        f"  {name} session: n={len(values)}/{args.alerts} "
+                        f"p50={statistics.median(values):.0f} "
+                        f"p95={quantile(values, 0.95):.0f} max={max(values):.0f}"
+                    )
+                else:
+                    print(f"  {name} session: no toast seen")
+            for context, _ in sessions:
+                context.close()
+
+            # -- memory soak: sessions open and close
+            print(f"\n== memory soak: {args.minutes:g} min, up to 5 sessions opening and closing")
+            samples: list[tuple[float, float]] = []
+            open_ctx: list = []
+            t0 = time.monotonic()
+            next_sample = t0
+            rng = random.Random(7)
+            opened = 0
+            while time.monotonic() - t0 < args.minutes * 60:
+                if len(open_ctx) < 5:
+                    open_ctx.append(open_session(browser, base, rng.choice(PAGES), password)[0])
+                    opened += 1
+                else:
+                    open_ctx.pop(rng.randrange(len(open_ctx))).close()
+                if time.monotonic() >= next_sample:
+                    rss = metric(base, "process_resident_memory_bytes") / 2**20
+                    samples.append(((time.monotonic() - t0) / 60, rss))
+                    next_sample += 10
+                time.sleep(2)
+            for context in open_ctx:
+                context.close()
+            time.sleep(5)
+            end_rss = metric(base, "process_resident_memory_bytes") / 2**20
+            half = samples[len(samples) // 2 :]
+            slope = _slope(half)
+            print(
+                f"  sessions opened: {opened}; RSS start {samples[0][1]:.0f} MB, "
+                f"peak {max(r for _, r in samples):.0f} MB, after closing all {end_rss:.0f} MB"
+            )
+            print(f"  RSS trend over the second half: {slope:+.2f} MB/min ({len(half)} samples)")
+            print(f"  open sessions at the end: {metric(base, 'obsbench_dashboard_sessions'):.0f}")
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def metric(base: str, name: str) -> float:
+    body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{}"):
+            return float(line.split()[-1])
+    msg = f"{name} not in /metrics"
+    raise KeyError(msg)
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    xs, ys = zip(*points, strict=True)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

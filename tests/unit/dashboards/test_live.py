@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from obsbench.dashboards.live import LiveModel, SourceState, _Tail
+from obsbench.errors import ConfigError
+
+from .conftest import advance
+
+
+class FakeDoc:
+    """A Bokeh document stand-in: runs next-tick callbacks at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def add_next_tick_callback(self, fn):
+        self.calls += 1
+        fn()
+
+
+class ClosedDoc:
+    def add_next_tick_callback(self, fn):
+        msg = "session destroyed"
+        raise RuntimeError(msg)
+
+
+@pytest.mark.parametrize("interval", [0, -1, 5.01, 60])
+def test_interval_must_be_within_five_seconds(home, interval):
+    from obsbench.store import Store
+
+    with pytest.raises(ConfigError, match=r"must be in \(0, 5\] s"):
+        LiveModel(Store(home), interval=interval)
+
+
+def test_groups_never_refresh_less_often_than_five_seconds(home):
+    from obsbench.store import Store
+
+    model = LiveModel(Store(home), interval=2.0, every={"quotas": 10, "risk": 1})
+    assert model.every["quotas"] * model.interval <= 5
+    assert model.every["risk"] == 1
+
+
+def test_tail_reads_only_new_files(live_store):
+    store, sim = live_store
+    tail = _Tail(store, "quotes")
+    first = tail.new_files()
+    assert first
+    assert tail.new_files() == []
+    advance(store, sim, 2)
+    new = tail.new_files()
+    assert len(new) == 1
+    assert tail.read(new).height > 0
+
+
+def test_tick_loads_the_day_and_follows_new_data(live_store):
+    store, sim = live_store
+    model = LiveModel(store)
+    snap = model.tick()
+    assert snap.version == 1
+    assert snap.data_now is not None
+    assert snap.get("pnl_book")["today"] is not None
+    requests_before = snap.get("services").select("requests").sum().item()
+    advance(store, sim, 3)
+    snap2 = model.tick()
+    assert snap2.data_now > snap.data_now
+    assert snap2.get("services").select("requests").sum().item() > requests_before
+    assert snap2.stale_since(["pnl", "services"]) is None
+
+
+def test_snapshot_is_pushed_once_per_tick_to_each_session(live_store):
+    store, sim = live_store
+    model = LiveModel(store)
+    docs = [FakeDoc(), FakeDoc()]
+    got: list[list[int]] = [[], []]
+    for doc, seen in zip(docs, got, strict=True):
+        model.subscribe(doc, lambda s, seen=seen: seen.append(s.version), groups=["pnl"])
+    model.tick()
+    advance(store, sim)
+    model.tick()
+    assert got == [[1, 2], [1, 2]]
+    sessions, cost_ms = model.push_cost(2)
+    assert sessions == 2
+    assert cost_ms >= 0
+
+
+def test_only_groups_some_session_needs_are_computed(live_store):
+    store, _ = live_store
+    model = LiveModel(store)
+    model.subscribe(FakeDoc(), lambda s: None, groups=["services"])
+    snap = model.tick()
+    assert "services" in snap.changed
+    assert "risk" not in snap.changed
+    assert snap.get("exposure_strategy") is None
+    assert snap.states["risk"].idle
+
+
+def test_a_closed_session_is_dropped(live_store):
+    store, _ = live_store
+    model = LiveModel(store)
+    model.subscribe(ClosedDoc(), lambda s: None)
+    assert model.sessions == 1
+    model.tick()
+    assert model.sessions == 0
+
+
+def test_unknown_group_is_refused(live_store):
+    store, _ = live_store
+    with pytest.raises(ConfigError, match="unknown view group"):
+        LiveModel(store).subscribe(FakeDoc(), lambda s: None, groups=["nope"])
+
+
+def test_stopped_source_goes_stale_and_recovers(live_store):
+    store, sim = live_store
+    model = LiveModel(store, stale_after=0.2)
+    model.tick()
+    advance(store, sim)
+    assert model.tick().stale_since(["pnl"]) is None
+    import time
+
+    time.sleep(0.3)
+    stale = model.tick()  # no new file since the last tick
+    since = stale.stale_since(["pnl"])
+    assert since is not None
+    assert since == stale.states["market"].last_ok
+    advance(store, sim)
+    assert model.tick().stale_since(["pnl"]) is None
+
+
+def test_a_failing_view_keeps_the_last_values_and_is_stale(live_store, monkeypatch):
+    from obsbench.dashboards import views
+
+    store, _ = live_store
+    model = LiveModel(store)
+    good = model.tick().get("pnl_by_strategy")
+
+    def broken(live, hist):
+        msg = "boom"
+        raise RuntimeError(msg)
+
+    monkeypatch.setitem(views.LIVE_GROUPS, "pnl", broken)
+    snap = model.tick()
+    assert snap.get("pnl_by_strategy") is good
+    assert "boom" in snap.states["pnl"].error
+    assert snap.stale_since(["pnl"]) is not None
+    assert snap.stale_since(["services"]) is None
+
+
+def test_source_state_stale_rules():
+    t0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    fresh = SourceState("x", last_ok=t0)
+    assert fresh.stale_since(t0 + timedelta(seconds=4), stale_after=5) is None
+    assert fresh.stale_since(t0 + timedelta(seconds=6), stale_after=5) == t0
+    slow = SourceState("y", last_ok=t0, period=30)
+    assert slow.stale_since(t0 + timedelta(seconds=20), stale_after=5) is None
+    failing = SourceState("z", last_ok=t0, error="down")
+    assert failing.stale_since(t0, stale_after=5) == t0
+    never = SourceState("w", error="down")
+    assert never.stale_since(t0, stale_after=5) == t0
+    assert SourceState("v", idle=True, error="x").stale_since(t0, stale_after=5) is None
+
+
+def test_model_thread_ticks_and_stops(live_store):
+    import time
+
+    store, _ = live_store
+    model = LiveModel(store, interval=0.2).start()
+    try:
+        deadline = time.monotonic() + 10
+        while model.snapshot.version < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        model.stop()
+    assert not model._thread.is_alive()

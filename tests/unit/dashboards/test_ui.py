@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+pytest.importorskip("panel")
+# Panel 1.9's Tabulator calls reset_index(inplace=True), which pandas 3.1 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")
+
+from bokeh.models import ColumnDataSource  # noqa: E402
+
+from obsbench.dashboards import ui  # noqa: E402
+
+
+def test_table_patches_only_changed_cells():
+    table = ui.Table(["name", "value"])
+    table.update(pl.DataFrame({"name": ["a", "b", "c"], "value": [1.0, 2.0, None]}))
+    calls = []
+    original = table.widget.patch
+    table.widget.patch = lambda patch, as_index: (calls.append(patch), original(patch, as_index))
+    table.update(pl.DataFrame({"name": ["a", "b", "c"], "value": [1.0, 5.0, None]}))
+    assert calls == [{"value": [(1, 5.0)]}]
+    table.update(pl.DataFrame({"name": ["a", "b", "c"], "value": [1.0, 5.0, None]}))
+    assert len(calls) == 1  # nothing changed: nothing sent
+
+
+def test_table_replaces_on_new_shape():
+    table = ui.Table()
+    table.update(pl.DataFrame({"x": [1]}))
+    table.update(pl.DataFrame({"x": [1, 2]}))
+    assert table.widget.value["x"].tolist() == [1, 2]
+
+
+def test_chart_source_patches_streams_and_replaces(monkeypatch):
+    src = ColumnDataSource({"x": np.array([1.0, 2.0]), "y": np.array([10.0, 20.0])})
+    events = []
+    monkeypatch.setattr(ColumnDataSource, "patch", lambda self, p: events.append(("patch", p)))
+    monkeypatch.setattr(
+        ColumnDataSource,
+        "stream",
+        lambda self, s: events.append(("stream", {k: list(v) for k, v in s.items()})),
+    )
+    ui._sync(src, {"x": np.array([1.0, 2.0, 3.0]), "y": np.array([10.0, 21.0, 30.0])})
+    assert events == [("patch", {"y": [(1, 21.0)]}), ("stream", {"x": [3.0], "y": [30.0]})]
+    ui._sync(src, {"x": np.array([2.0, 3.0]), "y": np.array([21.0, 30.0])})  # window slid
+    assert list(src.data["x"]) == [2.0, 3.0]
+
+
+def test_number_sends_only_changed_text():
+    n = ui.Number("P&L")
+    n.update(1234.4, signed=True)
+    first = n.pane.object
+    assert "1,234" in first
+    assert "#1e7d32" in first
+    n.update(1234.2, signed=True)
+    assert n.pane.object is first
+    n.update(-5.0, signed=True)
+    assert "#b71c1c" in n.pane.object
+    n.update(float("nan"))
+    assert "–" in n.pane.object
+
+
+def test_line_chart_groups_series():
+    chart = ui.LineChart("t", y="v", by="g")
+    ts = [datetime(2026, 1, 1, 12, m, tzinfo=UTC) for m in range(3)]
+    chart.update(pl.DataFrame({"ts": ts * 2, "g": ["a"] * 3 + ["b"] * 3, "v": range(6)}))
+    assert set(chart.sources) == {"a", "b"}
+    assert list(chart.sources["b"].data["y"]) == [3.0, 4.0, 5.0]
+
+
+def test_heatmap_patches_values_in_place(monkeypatch):
+    heat = ui.Heatmap("h", x="x", y="y", value="v")
+    frame = pl.DataFrame({"x": ["a", "b"], "y": ["r", "r"], "v": [0.5, -1.0]})
+    heat.update(frame)
+    calls = []
+    monkeypatch.setattr(ColumnDataSource, "patch", lambda self, p: calls.append(p))
+    heat.update(frame.with_columns(v=pl.Series([0.5, -2.0])))
+    assert calls == [{"v": [(1, -2.0)]}]
+    assert (heat.mapper.low, heat.mapper.high) == (-2.0, 2.0)
