@@ -32,7 +32,7 @@ class ExecutivePage(ui.LivePage):
         self.trend = ui.LineChart(
             "Cumulative P&L by day (book)", x="date", y="cumulative_pnl", y_label="P&L"
         )
-        self.sla = ui.Table(
+        self.sla = ui.LiveTable(
             ["service", "availability", "sla_attainment", "error_rate", "p99", "requests"],
             formats={
                 "availability": "0.00%",
@@ -51,7 +51,7 @@ class ExecutivePage(ui.LivePage):
             value="net",
             fmt="{0,0}",
         )
-        self.top = ui.Table(
+        self.top = ui.LiveTable(
             ["strategy", "sharpe_ratio", "total_return", "max_drawdown", "annual_volatility"],
             formats={
                 "sharpe_ratio": "0.00",
@@ -61,7 +61,7 @@ class ExecutivePage(ui.LivePage):
             },
             height=220,
         )
-        self.top_today = ui.Table(
+        self.top_today = ui.LiveTable(
             ["strategy", "total_pnl"], formats={"total_pnl": "0,0"}, height=220
         )
         return [

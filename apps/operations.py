@@ -21,7 +21,7 @@ class OperationsPage(ui.LivePage):
     spec = PAGE
 
     def build(self) -> list:
-        self.health = ui.Table(
+        self.health = ui.LiveTable(
             [
                 "service",
                 "requests",
@@ -63,7 +63,7 @@ class OperationsPage(ui.LivePage):
             scatter="flag",
             y_label="error rate",
         )
-        self.budgets = ui.Table(
+        self.budgets = ui.LiveTable(
             [
                 "slo",
                 "objective",
@@ -83,7 +83,7 @@ class OperationsPage(ui.LivePage):
             },
             height=220,
         )
-        self.quotas = ui.Table(
+        self.quotas = ui.LiveTable(
             [
                 "provider",
                 "endpoint",

@@ -17,10 +17,10 @@ class RiskPage(ui.LivePage):
     spec = PAGE
 
     def build(self) -> list:
-        self.by_strategy = ui.Table(["strategy", *EXPOSURE], formats=MONEY, height=300)
-        self.by_symbol = ui.Table(["symbol", *EXPOSURE], formats=MONEY, height=300)
-        self.by_sector = ui.Table(["sector", *EXPOSURE], formats=MONEY, height=300)
-        self.var = ui.Table(
+        self.by_strategy = ui.LiveTable(["strategy", *EXPOSURE], formats=MONEY, height=300)
+        self.by_symbol = ui.LiveTable(["symbol", *EXPOSURE], formats=MONEY, height=300)
+        self.by_sector = ui.LiveTable(["sector", *EXPOSURE], formats=MONEY, height=300)
+        self.var = ui.LiveTable(
             [
                 "strategy",
                 "value_at_risk",
@@ -42,8 +42,8 @@ class RiskPage(ui.LivePage):
             titles={"value_at_risk": "VaR 95% (hist.)", "conditional_value_at_risk": "CVaR 95%"},
             height=300,
         )
-        self.stress = ui.Table(["scenario", "net", "pnl"], formats=MONEY, height=150)
-        self.limits = ui.Table(
+        self.stress = ui.LiveTable(["scenario", "net", "pnl"], formats=MONEY, height=150)
+        self.limits = ui.LiveTable(
             ["scope", "name", "metric", "value", "limit", "utilisation", "breach"],
             formats={**MONEY, "utilisation": "0.0%"},
             height=300,

@@ -26,9 +26,9 @@ class TradingPage(ui.LivePage):
         self.pnl_today = ui.Number("P&L today")
         self.orders = ui.Number("Orders today")
         self.fill_rate = ui.Number("Fill rate today", "{:.1%}")
-        self.by_strategy = ui.Table(PNL, formats=MONEY, height=330)
-        self.by_symbol = ui.Table(["symbol", *PNL[1:]], formats=MONEY, height=330)
-        self.execution = ui.Table(
+        self.by_strategy = ui.LiveTable(PNL, formats=MONEY, height=330)
+        self.by_symbol = ui.LiveTable(["symbol", *PNL[1:]], formats=MONEY, height=330)
+        self.execution = ui.LiveTable(
             [
                 "strategy",
                 "orders",

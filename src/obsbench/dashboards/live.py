@@ -80,11 +80,15 @@ GROUP_SOURCES: dict[str, str] = {
 DEFAULT_EVERY: dict[str, int] = {
     "execution": 2,
     "risk": 2,
+    "services": 2,
     "quotas": 5,
     "service_levels": 30,
     "reports": 5,
 }
 _TAILED = ("quotes", "orders", "fills", "requests", "api_usage")
+#: Groups computed beside the tick, in a thread of their own (slow, and not needed every
+#: second): the broker-quota forecast and the SLO scans over the store.
+SIDE_GROUPS = frozenset({"quotas"})
 
 
 @dataclass
@@ -302,7 +306,8 @@ class LiveModel:
         self._snapshot = Snapshot(stale_after=self.stale_after)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._bg: threading.Thread | None = None
+        self._side: dict[str, threading.Thread] = {}
+        self._values_lock = threading.Lock()
         self.tick_costs: deque[dict[str, float]] = deque(maxlen=600)
         self._push_ms: dict[int, list[float]] = {}
 
@@ -507,6 +512,9 @@ class LiveModel:
             call = partial(fn, f, self._hist)
             if group == "risk" and self.limits:
                 call = partial(views.risk_views, f, self._hist, limits=self.limits)
+            if group in SIDE_GROUPS:
+                self._start_side(group, call, wall)
+                continue
             if self._run_group(group, call, wall):
                 changed.add(group)
                 if group == "pnl":
@@ -524,7 +532,7 @@ class LiveModel:
             version=self._tick,
             wall=wall,
             data_now=f.now,
-            values=dict(self._values),
+            values=self._values_copy(),
             changed=frozenset(changed),
             states={k: replace(v) for k, v in self._states.items()},
             stale_after=self.stale_after,
@@ -537,23 +545,29 @@ class LiveModel:
         self._publish(snap)
         return snap
 
+    def _values_copy(self) -> dict[str, Any]:
+        with self._values_lock:
+            return dict(self._values)
+
     def _sample_pnl(self) -> None:
-        """Record today's book P&L at the data time, for the intraday trend line."""
+        """Record today's book P&L every 5 s of data time, for the intraday trend line."""
         book = self._values.get("pnl_book") or {}
         now = self._frames.now
         if now is None or book.get("today") is None:
             return
         if self._pnl_samples and self._pnl_samples[-1][0].date() != now.date():
             self._pnl_samples.clear()
-        if not self._pnl_samples or self._pnl_samples[-1][0] < now:
+        if not self._pnl_samples or (now - self._pnl_samples[-1][0]).total_seconds() >= 5:
             self._pnl_samples.append((now, float(book["today"])))
-        self._values["pnl_intraday"] = pl.DataFrame(
+        intraday = pl.DataFrame(
             {
                 "ts": [t for t, _ in self._pnl_samples],
                 "pnl_today": [v for _, v in self._pnl_samples],
             },
             schema={"ts": schemas.TIMESTAMP, "pnl_today": pl.Float64},
         )
+        with self._values_lock:
+            self._values["pnl_intraday"] = intraday
 
     def _report_runs(self) -> dict[str, Any]:
         """Recent report runs from :class:`obsbench.reports.history.History`."""
@@ -610,25 +624,31 @@ class LiveModel:
             log.warning("view group %s failed: %s", group, exc, exc_info=True)
             state.error = f"{type(exc).__name__}: {exc}"
             return False
-        self._values.update(values)
+        with self._values_lock:  # side threads update values too
+            self._values.update(values)
         state.last_ok = wall
         state.error = None
         return True
 
     def _start_service_levels(self, wall: datetime) -> None:
         """SLO scans read the whole store: run them beside the tick, not in it."""
-        if self._bg is not None and self._bg.is_alive():
-            return
         scan = self.store.scan("requests")
         slos = self.slos
+        self._start_side("service_levels", lambda: views.service_level_views(scan, slos=slos), wall)
 
-        def work() -> None:
-            self._run_group(
-                "service_levels", lambda: views.service_level_views(scan, slos=slos), wall
-            )
+    def _start_side(self, group: str, fn: Callable[[], dict[str, Any]], wall: datetime) -> None:
+        """Compute a slow group in a thread beside the tick (one run at a time per group).
 
-        self._bg = threading.Thread(target=work, name="obsbench-slo-scan", daemon=True)
-        self._bg.start()
+        Its values join the next snapshot after it finishes.
+        """
+        running = self._side.get(group)
+        if running is not None and running.is_alive():
+            return
+        thread = threading.Thread(
+            target=self._run_group, args=(group, fn, wall), name=f"obsbench-{group}", daemon=True
+        )
+        self._side[group] = thread
+        thread.start()
 
     # ------------------------------------------------------------------ thread
     def start(self) -> LiveModel:

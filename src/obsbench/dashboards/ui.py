@@ -34,7 +34,7 @@ from obsbench.dashboards.live import Snapshot
 from obsbench.dashboards.pages import PageSpec, pages_for
 from obsbench.dashboards.setup import runtime
 
-__all__ = ["Heatmap", "LineChart", "LivePage", "Number", "Table", "extension"]
+__all__ = ["Heatmap", "LineChart", "LivePage", "LiveTable", "Number", "Table", "extension"]
 
 log = logging.getLogger("obsbench.dashboards.ui")
 
@@ -114,6 +114,7 @@ class Table:
     ) -> None:
         self.columns = list(columns) if columns else None
         self._shown: pl.DataFrame | None = None
+        self._shown_selected: pl.DataFrame | None = None
         self.widget = pn.widgets.Tabulator(
             value=None,
             disabled=True,
@@ -137,25 +138,184 @@ class Table:
         if self.columns:
             frame = _select(frame, tuple(c for c in self.columns if c in frame.columns))
         new = _to_pandas(frame)
-        old = self.widget.value
-        if (
-            old is not None
-            and list(old.columns) == list(new.columns)
-            and len(old) == len(new)
-            and len(new)
-            and all(old.dtypes == new.dtypes)
-        ):
-            patch = {}
-            for col in new.columns:
-                a, b = new[col], old[col]
-                changed = ~((a == b) | (a.isna() & b.isna()))
-                idx = np.flatnonzero(changed.to_numpy())
-                if len(idx):
-                    patch[col] = [(int(i), _py(new[col].iloc[i])) for i in idx]
-            if patch:
-                self.widget.patch(patch, as_index=False)
-        else:
+        old = self._shown_selected
+        self._shown_selected = frame
+        value = self.widget.value
+        if old is None or value is None or len(value) != old.height:
             self.widget.value = new
+            return
+        patch = _patch_between(old, frame, new)
+        if patch is None:
+            self.widget.value = new
+        elif patch:
+            self.widget.patch(patch, as_index=False)
+
+
+_PATCHES: OrderedDict[tuple, tuple[pl.DataFrame, pl.DataFrame, Any]] = OrderedDict()
+
+
+def _patch_between(old: pl.DataFrame, new: pl.DataFrame, new_pandas: Any) -> Any:
+    """Changed cells from ``old`` to ``new`` as a Tabulator patch; ``None`` if reshaped.
+
+    Computed once per (old, new) pair and shared: every session of a page moves from the
+    same snapshot frame to the same next one.
+    """
+    key = (id(old), id(new))
+    with _PANDAS_LOCK:
+        hit = _PATCHES.get(key)
+        if hit is not None and hit[0] is old and hit[1] is new:
+            return hit[2]
+    if old.schema != new.schema or old.height != new.height or not new.height:
+        patch = None
+    else:
+        patch = {}
+        for col in new.columns:
+            a, b = new[col], old[col]
+            changed = a.ne_missing(b)
+            if a.dtype.is_float():
+                changed = changed & ~(a.is_nan() & b.is_nan()).fill_null(False)
+            idx = changed.arg_true().to_list()
+            if idx:
+                patch[col] = [(i, _py(new_pandas[col].iloc[i])) for i in idx]
+    with _PANDAS_LOCK:
+        _PATCHES[key] = (old, new, patch)
+        while len(_PATCHES) > 256:
+            _PATCHES.popitem(last=False)
+    return patch
+
+
+class LiveTable:
+    """A read-only Bokeh ``DataTable`` for tables that change every tick.
+
+    Cheaper per session than :class:`Table` (Panel's Tabulator re-processes its whole
+    DataFrame on each patch): the changed cells are computed once per snapshot for every
+    session and sent with ``ColumnDataSource.patch``.
+
+    Parameters
+    ----------
+    columns
+        Columns shown, in order.
+    formats, titles, height
+        As :class:`Table`.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        *,
+        formats: dict[str, str] | None = None,
+        titles: dict[str, str] | None = None,
+        height: int = 300,
+    ) -> None:
+        from bokeh.models import DataTable, StringFormatter, TableColumn
+
+        self.columns = list(columns)
+        formats = formats or {}
+        titles = titles or {}
+        self.source = ColumnDataSource({c: [] for c in self.columns})
+        table_columns = [
+            TableColumn(
+                field=c,
+                title=titles.get(c, c),
+                formatter=_fmt(formats[c]) if c in formats else StringFormatter(),
+            )
+            for c in self.columns
+        ]
+        self.table = DataTable(
+            source=self.source,
+            columns=table_columns,
+            index_position=None,
+            height=height,
+            sizing_mode="stretch_width",
+            autosize_mode="fit_columns",
+            reorderable=False,
+        )
+        self.pane = pn.pane.Bokeh(self.table, sizing_mode="stretch_width")
+        self._shown: pl.DataFrame | None = None
+        self._shown_selected: pl.DataFrame | None = None
+
+    def __panel__(self) -> Any:
+        return self.pane
+
+    def update(self, frame: pl.DataFrame | None) -> None:
+        """Show ``frame`` (missing columns stay empty)."""
+        if not isinstance(frame, pl.DataFrame) or not frame.columns or frame is self._shown:
+            return
+        self._shown = frame
+        selected = _select_filled(frame, tuple(self.columns))
+        old = self._shown_selected
+        self._shown_selected = selected
+        columns = _columns(selected)
+        patch = None if old is None else _cds_patch_between(old, selected, columns)
+        if patch is None or len(self.source.data[self.columns[0]]) != old.height:
+            self.source.data = {k: list(v) for k, v in columns.items()}
+        elif patch:
+            self.source.patch(patch)
+
+
+def _select_filled(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """:func:`_select` with absent columns added as nulls (same object for every session)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing:
+        return _select(frame, columns)
+    key = (id(frame), (*columns, "+filled"))
+    with _PANDAS_LOCK:
+        hit = _SELECTED.get(key)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+    filled = frame.with_columns(pl.lit(None, pl.String).alias(c) for c in missing).select(columns)
+    with _PANDAS_LOCK:
+        _SELECTED[key] = (frame, filled)
+    return filled
+
+
+_COLUMNS: OrderedDict[int, tuple[pl.DataFrame, dict[str, list]]] = OrderedDict()
+
+
+def _columns(frame: pl.DataFrame) -> dict[str, list]:
+    """Column lists for a ``ColumnDataSource`` (temporal values as text), once per frame."""
+    key = id(frame)
+    with _PANDAS_LOCK:
+        hit = _COLUMNS.get(key)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype.is_temporal():
+            col = col.dt.to_string("%Y-%m-%d %H:%M:%S")
+        out[name] = col.to_list()
+    with _PANDAS_LOCK:
+        _COLUMNS[key] = (frame, out)
+        while len(_COLUMNS) > 256:
+            _COLUMNS.popitem(last=False)
+    return out
+
+
+def _cds_patch_between(old: pl.DataFrame, new: pl.DataFrame, columns: dict[str, list]) -> Any:
+    """Changed cells old -> new as a ``ColumnDataSource.patch`` dict (``None``: reshaped)."""
+    key = (id(old), id(new), "cds")
+    with _PANDAS_LOCK:
+        hit = _PATCHES.get(key)
+        if hit is not None and hit[0] is old and hit[1] is new:
+            return hit[2]
+    if old.schema != new.schema or old.height != new.height or not new.height:
+        patch = None
+    else:
+        patch = {}
+        for col in new.columns:
+            a, b = new[col], old[col]
+            changed = a.ne_missing(b)
+            if a.dtype.is_float():
+                changed = changed & ~(a.is_nan() & b.is_nan()).fill_null(False)
+            idx = changed.arg_true().to_list()
+            if idx:
+                patch[col] = [(i, columns[col][i]) for i in idx]
+    with _PANDAS_LOCK:
+        _PATCHES[key] = (old, new, patch)
+        while len(_PATCHES) > 256:
+            _PATCHES.popitem(last=False)
+    return patch
 
 
 _SELECTED: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, pl.DataFrame]] = (
@@ -233,7 +393,7 @@ def _sync(source: ColumnDataSource, data: dict[str, np.ndarray]) -> None:
     n_new = len(data["x"])
     same_keys = set(old) == set(data)
     if not same_keys or n_old == 0 or n_new < n_old or old["x"][0] != data["x"][0]:
-        source.data = data
+        source.data = {k: np.array(v, copy=True) for k, v in data.items()}  # patches mutate
         return
     patches = {}
     for key, values in data.items():
@@ -307,23 +467,50 @@ class LineChart:
         if frame is self._shown:
             return
         self._shown = frame
-        frame = frame.sort(self.x)
-        parts = frame.partition_by(self.by, as_dict=True) if self.by else {("",): frame}
-        for key, part in parts.items():
-            name = str(key[0]) or self.y
-            data = {
-                "x": _epoch_ms(part[self.x]),
-                "y": part[self.y].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True),
-            }
+        for name, (data, marks) in _chart_series(frame, self.x, self.y, self.by, self.scatter):
             _sync(self._source(name), data)
-            if self.scatter and self.scatter in part.columns:
-                flagged = part.filter(pl.col(self.scatter).fill_null(False))
-                marks = {
-                    "x": _epoch_ms(flagged[self.x]),
-                    "y": flagged[self.y].cast(pl.Float64).to_numpy(writable=True),
-                }
-                if len(marks["x"]) != len(self.marks[name].data["x"]) or len(marks["x"]):
-                    self.marks[name].data = marks
+            if marks is not None:
+                current = self.marks[name].data
+                if len(current["x"]) != len(marks["x"]) or not np.array_equal(
+                    np.asarray(current["x"]), marks["x"]
+                ):
+                    self.marks[name].data = {k: v.copy() for k, v in marks.items()}
+
+
+_SERIES: OrderedDict[tuple, tuple[pl.DataFrame, list]] = OrderedDict()
+
+
+def _chart_series(
+    frame: pl.DataFrame, x: str, y: str, by: str | None, scatter: str | None
+) -> list[tuple[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]]]:
+    """Per-series x/y arrays (and flagged points) of a frame, computed once for all sessions."""
+    key = (id(frame), x, y, by, scatter)
+    with _PANDAS_LOCK:
+        hit = _SERIES.get(key)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+    ordered = frame.sort(x)
+    parts = ordered.partition_by(by, as_dict=True) if by else {("",): ordered}
+    out = []
+    for group, part in parts.items():
+        name = str(group[0]) or y
+        data = {
+            "x": _epoch_ms(part[x]),
+            "y": part[y].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True),
+        }
+        marks = None
+        if scatter and scatter in part.columns:
+            flagged = part.filter(pl.col(scatter).fill_null(False))
+            marks = {
+                "x": _epoch_ms(flagged[x]),
+                "y": flagged[y].cast(pl.Float64).to_numpy(writable=True),
+            }
+        out.append((name, (data, marks)))
+    with _PANDAS_LOCK:
+        _SERIES[key] = (frame, out)
+        while len(_SERIES) > 256:
+            _SERIES.popitem(last=False)
+    return out
 
 
 class Heatmap:

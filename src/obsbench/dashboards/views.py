@@ -12,6 +12,7 @@ and a failing part can be reported without losing the others.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -252,15 +253,21 @@ def risk_views(
     if not (pos.height and prices.height):
         return dict.fromkeys(_RISK_KEYS, _EMPTY)
     pos = pos.join(prices.select("symbol"), on="symbol", how="semi")
+    sectors = _reference("sectors", None)
+    scenarios = _reference("scenarios", None)
     return {
         "positions": pos,
         "exposure_strategy": risk.exposure(pos, prices, by=("strategy",)),
         "exposure_symbol": risk.exposure(pos, prices, by=("symbol",)),
-        "exposure_sector": risk.exposure(pos, prices, by=("sector",)),
-        "exposure_heat": risk.exposure(pos, prices, by=("strategy", "sector")),
-        "limits": risk.limit_utilisation(pos, prices, limits or _default_limits()),
-        "stress": risk.stress_test(pos, prices, by=()),
-        "stress_by_strategy": risk.stress_test(pos, prices, by=("strategy",)),
+        "exposure_sector": risk.exposure(pos, prices, by=("sector",), sectors=sectors),
+        "exposure_heat": risk.exposure(pos, prices, by=("strategy", "sector"), sectors=sectors),
+        "limits": risk.limit_utilisation(
+            pos, prices, _reference("limits", str(limits or _default_limits())), sectors=sectors
+        ),
+        "stress": risk.stress_test(pos, prices, scenarios, by=(), sectors=sectors),
+        "stress_by_strategy": risk.stress_test(
+            pos, prices, scenarios, by=("strategy",), sectors=sectors
+        ),
     }
 
 
@@ -346,6 +353,17 @@ def _book_pnl(history: pl.DataFrame, today_att: pl.DataFrame, today: date | None
         pl.col("total_pnl").filter(pl.col("date") >= year).sum().alias("ytd"),
     ).row(0, named=True)
     return {**totals, "trend": book.select("date", "total_pnl", "cumulative_pnl")}
+
+
+@functools.lru_cache(maxsize=16)
+def _reference(kind: str, source: str | None) -> pl.DataFrame:
+    """Sectors, limits or scenarios, read once per process (they are small YAML files)."""
+    loader = {
+        "sectors": risk.load_sectors,
+        "limits": risk.load_limits,
+        "scenarios": risk.load_scenarios,
+    }[kind]
+    return loader(source)
 
 
 def _default_limits() -> Path:

@@ -80,3 +80,22 @@ def test_heatmap_patches_values_in_place(monkeypatch):
     heat.update(frame.with_columns(v=pl.Series([0.5, -2.0])))
     assert calls == [{"v": [(1, -2.0)]}]
     assert (heat.mapper.low, heat.mapper.high) == (-2.0, 2.0)
+
+
+def test_live_table_patches_changed_cells_once_for_all_sessions(monkeypatch):
+    sent = []
+    monkeypatch.setattr(ColumnDataSource, "patch", lambda self, p: sent.append(p))
+    sessions = [ui.LiveTable(["name", "value", "missing"]) for _ in range(2)]
+    first = pl.DataFrame({"name": ["a", "b"], "value": [1.0, float("nan")]})
+    second = pl.DataFrame({"name": ["a", "b"], "value": [2.0, float("nan")]})
+    for table in sessions:
+        table.update(first)
+        assert table.source.data["missing"] == [None, None]
+    for table in sessions:
+        table.update(second)
+        table.update(second)  # same object again: nothing to send
+    assert sent == [{"value": [(0, 2.0)]}] * 2
+    assert sent[0] is sent[1]  # computed once, shared by both sessions
+    third = pl.DataFrame({"name": ["a"], "value": [3.0]})
+    sessions[0].update(third)  # reshaped: replaced
+    assert sessions[0].source.data["value"] == [3.0]
