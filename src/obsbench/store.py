@@ -276,7 +276,13 @@ def engine(url: str | None = None, **kwargs: object) -> Engine:
     settings = get_settings()
     url = url or settings.database
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create the folder of the SQLite database {url}: {exc}"
+            raise SourceUnavailable(
+                msg, hint="point OBSBENCH_HOME (or OBSBENCH_DATABASE_URL) at a writable folder."
+            ) from exc
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:

@@ -163,6 +163,12 @@ def test_sqlite_engine_under_home(home: Path) -> None:
     assert (home / "obsbench.db").exists()
 
 
+def test_unwritable_sqlite_folder_is_source_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SourceUnavailable, match="writable folder"):
+        engine(f"sqlite:///{tmp_path / 'file' / 'sub' / 'obsbench.db'}")
+
+
 def test_unreachable_database_is_source_unavailable() -> None:
     with pytest.raises(SourceUnavailable, match=r"(?s)cannot connect.*Hint: start the database"):
         engine(

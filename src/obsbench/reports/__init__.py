@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from obsbench.reports.charts import Chart, bar_chart, heatmap, line_chart
-    from obsbench.reports.data import ReportDataError, load_period, period_bounds, require_rows
+    from obsbench.reports.data import (
+        ReportDataError,
+        load_period,
+        period_bounds,
+        record_in_manifest,
+        require_rows,
+    )
     from obsbench.reports.delivery import deliver, get_delivery, register_delivery
     from obsbench.reports.format import (
         Headline,
@@ -47,6 +53,7 @@ _EXPORTS = {
     "load_period": "data",
     "period_bounds": "data",
     "require_rows": "data",
+    "record_in_manifest": "data",
     "deliver": "delivery",
     "get_delivery": "delivery",
     "register_delivery": "delivery",
@@ -103,6 +110,7 @@ __all__ = [
     "load_period",
     "load_schedules",
     "period_bounds",
+    "record_in_manifest",
     "register_delivery",
     "require_rows",
     "run_report",

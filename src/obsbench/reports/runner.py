@@ -423,6 +423,7 @@ def run_report(
         )
         timings["cells"] = cells
         timings["kernel_overhead"] = max(timings["execute"] - cells, 0.0)
+        manifest |= _manifest_entries(nb)
 
         stage("html")
         t0 = time.perf_counter()
@@ -574,6 +575,19 @@ def _pdf(html: str, html_path: Path, pdf_path: Path, *, isolate: bool) -> int:
         pdf_path.unlink(missing_ok=True)
         msg = f"PDF rendering failed: {type(exc).__name__}: {exc}"
         raise ReportError(msg, hint="check the HTML next to the executed notebook.") from exc
+
+
+def _manifest_entries(nb: Any) -> dict[str, Any]:
+    """Entries a notebook handed to the manifest with ``record_in_manifest``."""
+    from obsbench.reports.data import MANIFEST_MIMETYPE
+
+    entries: dict[str, Any] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if MANIFEST_MIMETYPE in data:
+                entries |= dict(data[MANIFEST_MIMETYPE])
+    return entries
 
 
 def _fail(
