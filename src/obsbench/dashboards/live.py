@@ -298,6 +298,8 @@ class LiveModel:
         for group, n in self.every.items():
             self._states[group].period = n * self.interval
         self._states["history"].period = history_period
+        for group in SIDE_GROUPS:  # computed beside the tick: allow one slow run
+            self._states[group].period *= 2
         self._was_wanted: set[str] = set()
         self._pnl_samples: deque[tuple[datetime, float]] = deque(maxlen=3600)
         self._history_db: Any = None

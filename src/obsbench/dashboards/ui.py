@@ -188,8 +188,8 @@ class LiveTable:
     """A read-only Bokeh ``DataTable`` for tables that change every tick.
 
     Cheaper per session than :class:`Table` (Panel's Tabulator re-processes its whole
-    DataFrame on each patch): the changed cells are computed once per snapshot for every
-    session and sent with ``ColumnDataSource.patch``.
+    DataFrame on each patch): the changed cells are found once per snapshot for every
+    session, and only the columns holding them are sent.
 
     Parameters
     ----------
@@ -227,12 +227,13 @@ class LiveTable:
             index_position=None,
             height=height,
             sizing_mode="stretch_width",
-            autosize_mode="fit_columns",
+            autosize_mode="force_fit",
             reorderable=False,
         )
         self.pane = pn.pane.Bokeh(self.table, sizing_mode="stretch_width")
         self._shown: pl.DataFrame | None = None
         self._shown_selected: pl.DataFrame | None = None
+        self._redraws = 0
 
     def __panel__(self) -> Any:
         return self.pane
@@ -250,7 +251,15 @@ class LiveTable:
         if patch is None or len(self.source.data[self.columns[0]]) != old.height:
             self.source.data = {k: list(v) for k, v in columns.items()}
         elif patch:
-            self.source.patch(patch)
+            # Only the changed columns go over the wire.
+            self.source.data.update({col: list(columns[col]) for col in patch})
+        else:
+            return
+        # Bokeh 3.9's DataTable keeps drawing its cached cells when only the source data
+        # changes (the browser has the new values); a change of the table model itself
+        # makes it redraw.
+        self._redraws += 1
+        self.table.tags = [self._redraws]
 
 
 def _select_filled(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

@@ -82,20 +82,25 @@ def test_heatmap_patches_values_in_place(monkeypatch):
     assert (heat.mapper.low, heat.mapper.high) == (-2.0, 2.0)
 
 
-def test_live_table_patches_changed_cells_once_for_all_sessions(monkeypatch):
-    sent = []
-    monkeypatch.setattr(ColumnDataSource, "patch", lambda self, p: sent.append(p))
+def test_live_table_sends_changed_columns_computed_once_for_all_sessions():
+    from obsbench.dashboards.ui import _cds_patch_between
+
     sessions = [ui.LiveTable(["name", "value", "missing"]) for _ in range(2)]
     first = pl.DataFrame({"name": ["a", "b"], "value": [1.0, float("nan")]})
     second = pl.DataFrame({"name": ["a", "b"], "value": [2.0, float("nan")]})
     for table in sessions:
         table.update(first)
         assert table.source.data["missing"] == [None, None]
+    names = sessions[0].source.data["name"]
     for table in sessions:
         table.update(second)
-        table.update(second)  # same object again: nothing to send
-    assert sent == [{"value": [(0, 2.0)]}] * 2
-    assert sent[0] is sent[1]  # computed once, shared by both sessions
+        table.update(second)  # the same object again: nothing to do
+        assert table.source.data["value"][0] == 2.0
+    assert sessions[0].source.data["name"] is names  # unchanged column not re-sent
+    a, b = (t._shown_selected for t in sessions)
+    assert a is b  # one selection shared by both sessions
+    patch = _cds_patch_between(sessions[0]._shown_selected, a, {})
+    assert patch is _cds_patch_between(sessions[0]._shown_selected, b, {})
     third = pl.DataFrame({"name": ["a"], "value": [3.0]})
     sessions[0].update(third)  # reshaped: replaced
     assert sessions[0].source.data["value"] == [3.0]
