@@ -65,7 +65,8 @@ def test_wrong_password_is_refused_and_logged(platform, tab):
 
 @pytest.mark.parametrize("slug", [p.spec.slug for p in PAGES])
 def test_page_renders_its_components_without_console_errors(platform, browser, slug):
-    context = browser.new_context()
+    # tall enough for the whole page in the screenshot (Panel scrolls inside the template)
+    context = browser.new_context(viewport={"width": 1400, "height": 2100})
     page = context.new_page()
     errors = console_errors(page)
     login(page, platform.url, "ada")

@@ -78,13 +78,16 @@ GROUP_SOURCES: dict[str, str] = {
 #: Default refresh period of each group in ticks (the quota forecast and the SLO scans are
 #: the expensive ones); never more than MAX_INTERVAL seconds.
 DEFAULT_EVERY: dict[str, int] = {
-    "execution": 2,
-    "risk": 2,
-    "services": 2,
+    "execution": 3,
+    "risk": 3,
+    "services": 3,
     "quotas": 5,
     "service_levels": 30,
     "reports": 5,
 }
+#: Groups of the same period are spread over the ticks (tick + offset), so one tick never
+#: computes them all: services, execution and risk each take their turn every 3 ticks.
+OFFSETS: dict[str, int] = {"services": 0, "execution": 1, "risk": 2}
 _TAILED = ("quotes", "orders", "fills", "requests", "api_usage")
 #: Groups computed beside the tick, in a thread of their own (slow, and not needed every
 #: second): the broker-quota forecast and the SLO scans over the store.
@@ -508,7 +511,10 @@ class LiveModel:
         if history_due and self._run_group("history", lambda: self._history_values(today), wall):
             changed.add("history")
         for group, fn in views.LIVE_GROUPS.items():
-            due = group in fresh or self._tick % self.every.get(group, 1) == 0
+            due = (
+                group in fresh
+                or (self._tick + OFFSETS.get(group, 0)) % self.every.get(group, 1) == 0
+            )
             if group not in wanted or not due:
                 continue
             call = partial(fn, f, self._hist)

@@ -64,7 +64,9 @@ def test_tick_loads_the_day_and_follows_new_data(live_store):
     assert snap.get("pnl_book")["today"] is not None
     requests_before = snap.get("services").select("requests").sum().item()
     advance(store, sim, 3)
-    snap2 = model.tick()
+    model.tick()
+    snap2 = model.tick()  # services refresh every 3 ticks: 1, then 3
+    assert "services" in snap2.changed
     assert snap2.data_now > snap.data_now
     assert snap2.get("services").select("requests").sum().item() > requests_before
     assert snap2.stale_since(["pnl", "services"]) is None
@@ -175,3 +177,14 @@ def test_model_thread_ticks_and_stops(live_store):
     finally:
         model.stop()
     assert not model._thread.is_alive()
+
+
+def test_groups_of_one_period_take_turns(live_store):
+    store, _ = live_store
+    model = LiveModel(store)
+    model.subscribe(FakeDoc(), lambda s: None, groups=["services", "execution", "risk", "pnl"])
+    changed = [model.tick().changed for _ in range(7)]
+    assert all("pnl" in c for c in changed)
+    for c in changed[1:]:  # after the first tick, at most one of the three per tick
+        assert len(c & {"services", "execution", "risk"}) <= 1
+    assert all(any(g in c for c in changed[1:4]) for g in ("services", "execution", "risk"))
