@@ -45,11 +45,19 @@ def record(
     audit
         Also record in :mod:`obsbench.audit` (default); the log line is always written.
     """
+    from obsbench.audit.masking import mask
+
     COUNTS[action] += 1
-    fields = {"event": action, "user": user, "resource": resource, **(details or {})}
+    # The log line gets the same masking the audit store applies (secrets, e-mails, ...).
+    fields = mask({"event": action, "user": user, "resource": resource, **(details or {})})
     level = logging.WARNING if action in ("login_failed", "access_denied") else logging.INFO
     log.log(
-        level, "dashboard %s by %s on %s", action, user, resource or "-", extra={"fields": fields}
+        level,
+        "dashboard %s by %s on %s",
+        action,
+        fields["user"],
+        fields["resource"] or "-",
+        extra={"fields": fields},
     )
     if not audit:
         return
