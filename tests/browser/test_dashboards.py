@@ -34,7 +34,7 @@ def test_every_role_sees_exactly_its_pages(platform, browser):
         expected = {p.spec.title for p in pages_for(roles, PAGES)}
         links = page.locator(".obsbench-pages a")
         expect(links).to_have_count(len(expected), timeout=10_000)
-        assert set(links.all_inner_texts()) == expected, user
+        assert set(links.all_text_contents()) == expected, user
         for other in PAGES:
             if other.spec.title in expected:
                 continue

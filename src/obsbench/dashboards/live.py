@@ -292,6 +292,8 @@ class LiveModel:
         self._lock = threading.Lock()
         self._subs: dict[int, tuple[Any, Callable[[Snapshot], None], frozenset[str]]] = {}
         self._ids = itertools.count(1)
+        self._pending = set()
+        self.skipped = 0
         self._tails = {name: _Tail(store, name) for name in _TAILED}
         self._frames = views.LiveFrames(window=window)
         self._hist = views.HistoryFrames()
@@ -329,6 +331,11 @@ class LiveModel:
 
         ``groups`` are the view groups the page reads: the model computes a group only
         while some subscriber needs it. Returns the id for :meth:`unsubscribe`.
+
+        Updates are conflated: a session has at most one update waiting on the event loop,
+        and it renders the newest snapshot when it runs. A busy loop therefore skips
+        intermediate snapshots instead of queueing them (which would delay every other
+        callback, alerts included, without bound).
         """
         wanted = frozenset(groups)
         unknown = wanted - set(GROUP_SOURCES)
@@ -344,6 +351,7 @@ class LiveModel:
         """Stop pushing to a session (idempotent)."""
         with self._lock:
             self._subs.pop(sid, None)
+            self._pending.discard(sid)
 
     @property
     def sessions(self) -> int:
@@ -364,14 +372,24 @@ class LiveModel:
             subs = list(self._subs.items())
         self._push_ms[snap.version] = []
         for sid, (doc, handler, _) in subs:
+            with self._lock:
+                if sid in self._pending:
+                    self.skipped += 1
+                    continue  # its previous update has not run yet: it will show this one
+                self._pending.add(sid)
             try:
-                doc.add_next_tick_callback(partial(self._run_handler, handler, snap))
+                doc.add_next_tick_callback(partial(self._run_handler, sid, handler))
             except Exception:  # the session is gone: its document no longer accepts callbacks
                 self.unsubscribe(sid)
+                with self._lock:
+                    self._pending.discard(sid)
         for old in [v for v in self._push_ms if v < snap.version - 30]:
             self._push_ms.pop(old, None)
 
-    def _run_handler(self, handler: Callable[[Snapshot], None], snap: Snapshot) -> None:
+    def _run_handler(self, sid: int, handler: Callable[[Snapshot], None]) -> None:
+        with self._lock:
+            self._pending.discard(sid)
+        snap = self._snapshot  # the newest, whatever was current when this was queued
         began = time.perf_counter()
         try:
             handler(snap)

@@ -15,6 +15,7 @@ metric                                          meaning
                                                 of the event-loop time spent updating every
                                                 session (``part="push"``) and their sum
                                                 (``part="total"``)
+``obsbench_dashboard_updates_skipped_total``   session updates conflated on a busy loop
 ``obsbench_dashboard_source_stale``             1 while a source or view group is stale
 ``obsbench_dashboard_source_age_seconds``       seconds since its data last advanced
 ``obsbench_dashboard_alerts_received_total``    alert rows received from the bus
@@ -78,6 +79,12 @@ def render_metrics(rt: Any) -> str:
         "obsbench_dashboard_sessions", "gauge", "Open dashboard sessions.", [({}, model.sessions)]
     )
     metric("obsbench_dashboard_ticks_total", "counter", "Live-model ticks.", [({}, snap.version)])
+    metric(
+        "obsbench_dashboard_updates_skipped_total",
+        "counter",
+        "Session updates skipped because the previous one had not run yet (busy loop).",
+        [({}, model.skipped)],
+    )
     costs = list(model.tick_costs)
     compute = [c["compute_ms"] / 1000 for c in costs]
     push = []

@@ -188,3 +188,36 @@ def test_groups_of_one_period_take_turns(live_store):
     for c in changed[1:]:  # after the first tick, at most one of the three per tick
         assert len(c & {"services", "execution", "risk"}) <= 1
     assert all(any(g in c for c in changed[1:4]) for g in ("services", "execution", "risk"))
+
+
+class LaterDoc:
+    """A busy event loop: callbacks wait until run_all()."""
+
+    def __init__(self) -> None:
+        self.queue = []
+
+    def add_next_tick_callback(self, fn):
+        self.queue.append(fn)
+
+    def run_all(self):
+        queue, self.queue = self.queue, []
+        for fn in queue:
+            fn()
+
+
+def test_a_busy_session_gets_one_update_with_the_newest_snapshot(live_store):
+    store, sim = live_store
+    model = LiveModel(store)
+    doc = LaterDoc()
+    seen = []
+    model.subscribe(doc, lambda s: seen.append(s.version), groups=["pnl"])
+    for _ in range(3):
+        advance(store, sim)
+        model.tick()
+    assert len(doc.queue) == 1
+    assert model.skipped == 2
+    doc.run_all()
+    assert seen == [3]
+    model.tick()
+    doc.run_all()
+    assert seen == [3, 4]
