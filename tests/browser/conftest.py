@@ -142,6 +142,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
+    _record_report_run(home, pg_url)
     plat = Platform(url, home, store, sim, channel, pg_url, log, proc)
     plat.start_data()
     deadline = time.monotonic() + 60
@@ -164,6 +165,24 @@ def platform(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+REPORT_RUN = "browser-test-run"
+
+
+def _record_report_run(home: Path, database: str) -> None:
+    """One finished report run with a real PDF, for the reports page."""
+    from weasyprint import HTML
+
+    from obsbench.reports.history import History
+
+    pdf = home / "reports" / "sla" / REPORT_RUN / "sla.pdf"
+    pdf.parent.mkdir(parents=True)
+    HTML(string="<h1>SLA report</h1><p>browser test</p>").write_pdf(pdf)
+    history = History(database)
+    history.start(run_id=REPORT_RUN, report="sla", parameters={"month": "2026-11"})
+    history.finish(REPORT_RUN, status="ok", pdf=str(pdf), out_dir=str(pdf.parent))
+    history.close()
 
 
 def _hours(n: float):

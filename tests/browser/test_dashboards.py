@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -10,7 +11,7 @@ from playwright.sync_api import expect
 from obsbench.dashboards.auth import ROLES
 from obsbench.dashboards.pages import discover, pages_for
 
-from .conftest import STALE_AFTER, USERS, console_errors, login, screenshot
+from .conftest import REPORT_RUN, STALE_AFTER, USERS, console_errors, login, screenshot
 
 PAGES = discover()
 # What each page must show once rendered (a heading or a column of its main views).
@@ -20,7 +21,7 @@ COMPONENTS = {
     "risk": ["Exposure by strategy", "VaR / CVaR per strategy", "Stress tests", "equity_crash"],
     "operations": ["Service health", "Error budgets and burn rates", "order-router-availability"],
     "alerts": ["Active alerts", "Recent alerts", "Acknowledge"],
-    "reports": ["Report runs", "Download PDF"],
+    "reports": ["Report runs", "Download PDF", "2026-11"],
     "audit": ["Verify chain", "Search"],
 }
 
@@ -207,3 +208,18 @@ def test_a_stopped_source_shows_the_stale_badge(platform, tab):
     finally:
         platform.start_data()
     expect(badge).to_contain_text("live", timeout=10_000)
+
+
+def test_report_pdf_downloads_from_the_reports_page(platform, tab):
+    page = tab
+    login(page, platform.url, "cory")
+    page.goto(f"{platform.url}/reports")
+    row = page.locator(".tabulator-row", has_text="sla").first
+    expect(row).to_be_visible(timeout=15_000)
+    row.locator(".tabulator-cell[tabulator-field=report]").click()
+    expect(page.get_by_text(f"run {REPORT_RUN}: ok")).to_be_visible(timeout=5_000)
+    with page.expect_download(timeout=10_000) as info:
+        page.get_by_role("button", name="Download PDF").click()
+    path = info.value.path()
+    assert path is not None
+    assert Path(path).read_bytes()[:5] == b"%PDF-"

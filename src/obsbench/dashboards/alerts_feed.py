@@ -34,11 +34,16 @@ Examples
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["COLUMNS", "AlertBook", "acknowledge", "book", "rows", "silence"]
+__all__ = ["COLUMNS", "DISPATCH_MS", "AlertBook", "acknowledge", "book", "rows", "silence"]
+
+#: Milliseconds from an alert reaching this process's bus to a session handling it (its
+#: toast and table row are then sent), one value per session and alert; recent 2000.
+DISPATCH_MS: deque[float] = deque(maxlen=2000)
 
 #: Columns of an alert row, in table order.
 COLUMNS = (
@@ -120,7 +125,13 @@ class AlertBook:
         self._sid: int | None = None
 
     def add(self, message: dict[str, Any]) -> list[dict[str, Any]]:
-        """Record a bus message; returns its rows."""
+        """Record a bus message; returns its rows.
+
+        Runs on the publishing thread, before the sessions' handlers (the book subscribes
+        first), and stamps the message with ``_received_ms`` so each session can measure
+        how long its toast waited for the event loop (:data:`DISPATCH_MS`).
+        """
+        message.setdefault("_received_ms", time.time() * 1000)
         new = rows(message)
         with self._lock:
             for row in new:

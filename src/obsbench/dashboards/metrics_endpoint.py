@@ -18,6 +18,7 @@ metric                                          meaning
 ``obsbench_dashboard_updates_skipped_total``   session updates conflated on a busy loop
 ``obsbench_dashboard_source_stale``             1 while a source or view group is stale
 ``obsbench_dashboard_source_age_seconds``       seconds since its data last advanced
+``obsbench_dashboard_alert_dispatch_seconds``  bus -> session handler delay of alerts
 ``obsbench_dashboard_alerts_received_total``    alert rows received from the bus
 ``obsbench_dashboard_events_total``             logins, denied accesses, acks... by action
 ``process_resident_memory_bytes``               resident memory of the process
@@ -114,6 +115,15 @@ def render_metrics(rt: Any) -> str:
             age.append(({"source": name}, round((now - state.last_ok).total_seconds(), 3)))
     metric("obsbench_dashboard_source_stale", "gauge", "1 while stale.", stale)
     metric("obsbench_dashboard_source_age_seconds", "gauge", "Seconds since fresh data.", age)
+    from obsbench.dashboards.alerts_feed import DISPATCH_MS
+
+    dispatch = [v / 1000 for v in DISPATCH_MS]
+    metric(
+        "obsbench_dashboard_alert_dispatch_seconds",
+        "summary",
+        "From an alert on this process's bus to a session handling it (recent 2000).",
+        [({"quantile": str(q)}, _quantile(dispatch, q)) for q in (0.5, 0.95, 0.99)],
+    )
     metric(
         "obsbench_dashboard_alerts_received_total",
         "counter",
@@ -182,6 +192,9 @@ class HealthHandler(tornado.web.RequestHandler):
             body["ticks"] = [
                 {**c, "push_ms": rt.model.push_cost(int(c["version"]))[1]} for c in recent
             ]
+            from obsbench.dashboards.alerts_feed import DISPATCH_MS
+
+            body["alert_dispatch_ms"] = list(DISPATCH_MS)
         self.set_status(200 if alive else 503)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(body))

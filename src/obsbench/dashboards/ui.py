@@ -15,6 +15,7 @@ import html
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -680,6 +681,9 @@ class LivePage(pn.viewable.Viewer):
             self.badge.object = new
 
     def _on_alert_message(self, message: dict[str, Any]) -> None:
+        received = message.get("_received_ms")
+        if received is not None:
+            alerts_feed.DISPATCH_MS.append(time.time() * 1000 - received)
         rows = alerts_feed.rows(message)
         for row in rows:
             if row["status"] == "acknowledged":

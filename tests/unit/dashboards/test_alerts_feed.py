@@ -169,3 +169,15 @@ def test_silence_is_stored_and_audited(home):
     assert row.created_by == "rick"
     assert '"alertname=\\"X\\""' in row.matchers or 'alertname="X"' in row.matchers
     assert audit.search(actor="rick")["resource"].to_list() == [f"alert_silence/{sid}"]
+
+
+def test_book_stamps_when_a_message_reached_the_process():
+    import time
+
+    message = _message("firing")
+    before = time.time() * 1000
+    alerts_feed.AlertBook().add(message)
+    assert before <= message["_received_ms"] <= time.time() * 1000
+    stamped = message["_received_ms"]
+    alerts_feed.AlertBook().add(message)  # a second book keeps the first stamp
+    assert message["_received_ms"] == stamped
