@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -613,8 +614,12 @@ class LiveModel:
             "error",
             "run_id",
         ]
+
+        def text(value: Any) -> Any:  # parameters come back decoded (a dict)
+            return value if value is None or isinstance(value, str) else json.dumps(value)
+
         frame = pl.DataFrame(
-            [{c: r.get(c) for c in cols} for r in runs],
+            [{c: text(r.get(c)) if c == "parameters" else r.get(c) for c in cols} for r in runs],
             schema={
                 "started_at": pl.Datetime("us", "UTC"),
                 "report": pl.String,

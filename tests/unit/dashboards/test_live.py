@@ -221,3 +221,19 @@ def test_a_busy_session_gets_one_update_with_the_newest_snapshot(live_store):
     model.tick()
     doc.run_all()
     assert seen == [3, 4]
+
+
+def test_report_runs_are_read_for_the_reports_page(live_store):
+    from obsbench.reports.history import History
+
+    store, _ = live_store
+    history = History()
+    history.start(run_id="r1", report="sla", parameters={"month": "2026-11"})
+    history.finish("r1", status="failed", error="cell 3 failed")
+    history.close()
+    model = LiveModel(store)
+    model.subscribe(FakeDoc(), lambda s: None, groups=["reports"])
+    runs = model.tick().get("report_runs")
+    assert runs.select("report", "status", "parameters", "error").rows() == [
+        ("sla", "failed", '{"month": "2026-11"}', "cell 3 failed")
+    ]
