@@ -85,7 +85,12 @@ class AlertBus:
             return len(self._subs)
 
     def publish(self, message: Message) -> None:
-        """Deliver ``message`` to every subscriber; a failing subscriber is dropped."""
+        """Deliver ``message`` to every subscriber; a failing subscriber is dropped.
+
+        Every subscriber receives the same dict, in subscription order; a subscriber may
+        annotate it only under private ``_``-prefixed keys (the dashboards' alert book
+        stamps ``_received_ms`` for the sessions after it).
+        """
         with self._lock:
             subs = list(self._subs.items())
             self.history.append(message)

@@ -88,4 +88,6 @@ def test_bus_channel_publishes_on_the_process_bus() -> None:
         BusChannel(name="dashboard").send({"status": "firing", "alerts": []})
     finally:
         bus.unsubscribe(sid)
-    assert got == [{"status": "firing", "alerts": []}]
+    # other subscribers (the dashboards' alert book) may stamp private `_` keys on it
+    public = [{k: v for k, v in m.items() if not k.startswith("_")} for m in got]
+    assert public == [{"status": "firing", "alerts": []}]

@@ -72,7 +72,11 @@ def test_authorize_checks_roles_and_records_denials(runtime, caplog):
     assert not serve.authorize({"user": "mallory"}, "/trading")
     assert serve.authorize({"user": "tess"}, "/")
     assert events.COUNTS["access_denied"] - before.get("access_denied", 0) == 2
-    denied = [r for r in caplog.records if r.fields["event"] == "access_denied"]
+    denied = [
+        r
+        for r in caplog.records
+        if r.name == "obsbench.dashboards.events" and r.fields.get("event") == "access_denied"
+    ]
     assert [(r.fields["user"], r.fields["resource"]) for r in denied] == [
         ("tess", "/risk"),
         ("mallory", "/trading"),
