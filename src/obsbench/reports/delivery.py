@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from obsbench.errors import ConfigError, ObsbenchError, UnknownName
+from obsbench.errors import ConfigError, ObsbenchError, SourceUnavailable, UnknownName
 from obsbench.log import get_logger
 from obsbench.reports.dates import render
 
@@ -285,6 +285,56 @@ def deliver_webhook(spec: Mapping[str, Any], ctx: DeliveryContext) -> str:
     return f"webhook: {url} ({status})"
 
 
+def deliver_alert_channel(spec: Mapping[str, Any], ctx: DeliveryContext) -> str:
+    """Send the run's outcome through an ``obsbench.alerts`` channel (bus, log, webhook, email).
+
+    ``{type: alert_channel, channel: bus}`` pushes a failed run to every open dashboard
+    session like any alert; the other options are the channel's own (e.g. ``url`` for a
+    webhook). The notification has the Alertmanager shape the channels expect, with one
+    ``ReportFailed`` alert (severity ``critical``) or a resolved ``ReportSucceeded`` one.
+    """
+    from obsbench.alerts import channels
+
+    options = {k: v for k, v in spec.items() if k not in {"type", "channel"}}
+    kind = str(spec.get("channel", "log"))
+    failed = ctx.status != "ok"
+    labels = {
+        "alertname": "ReportFailed" if failed else "ReportSucceeded",
+        "severity": "critical" if failed else "warning",
+        "report": ctx.report,
+        "schedule": ctx.schedule_id or "",
+    }
+    summary = (
+        f"report {ctx.report} failed: {ctx.error}"
+        if failed
+        else f"report {ctx.report} ran ({ctx.run_id})"
+    )
+    alert = {
+        "status": "firing" if failed else "resolved",
+        "labels": labels,
+        "annotations": {"summary": summary},
+        "startsAt": ctx.slot.isoformat() if ctx.slot else "",
+        "value": None,
+    }
+    notification = {
+        "status": alert["status"],
+        "receiver": kind,
+        "groupLabels": {"alertname": labels["alertname"], "report": ctx.report},
+        "commonLabels": labels,
+        "alerts": [alert],
+    }
+    channel = channels.build(kind, {"kind": kind, **options})
+    try:
+        channel.send(notification)  # type: ignore[arg-type]
+    except ObsbenchError:
+        raise
+    except Exception as exc:  # a channel that is down: report it like other deliveries
+        msg = f"alert channel {kind} failed: {exc}"
+        raise SourceUnavailable(msg, hint="check the channel's options and reachability.") from exc
+    return f"alert_channel:{kind}"
+
+
 register_delivery("folder", deliver_folder)
+register_delivery("alert_channel", deliver_alert_channel)
 register_delivery("email", deliver_email)
 register_delivery("webhook", deliver_webhook)

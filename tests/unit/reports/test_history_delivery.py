@@ -136,3 +136,33 @@ def test_unreachable_targets_are_reported_not_raised(tmp_path: Path) -> None:
     )  # fmt: skip
     assert [d.split(":")[0] for d in done] == ["failed", "failed"]
     assert "cannot send e-mail" in done[0]
+
+
+def test_failed_run_reaches_dashboard_sessions_through_the_alert_bus(tmp_path: Path) -> None:
+    from obsbench.alerts.bus import bus
+
+    got: list[dict] = []
+    sid = bus.subscribe(got.append)
+    try:
+        done = deliver({"type": "alert_channel", "channel": "bus"}, ctx(tmp_path, "failed"))
+    finally:
+        bus.unsubscribe(sid)
+    assert done == "alert_channel:bus"
+    [notification] = got
+    [alert] = notification["alerts"]
+    assert notification["status"] == "firing"
+    assert alert["labels"] == {
+        "alertname": "ReportFailed",
+        "severity": "critical",
+        "report": "sla",
+        "schedule": "sla-monthly",
+    }
+    assert alert["annotations"]["summary"] == "report sla failed: boom"
+
+
+def test_failed_run_posts_a_slack_shaped_alert(tmp_path: Path, webhook_server) -> None:
+    spec = {"type": "alert_channel", "channel": "webhook", "url": webhook_server.url}
+    deliver(spec, ctx(tmp_path, "failed"))
+    [doc] = webhook_server.received
+    assert "ReportFailed" in json.dumps(doc)
+    assert "report sla failed: boom" in json.dumps(doc)
