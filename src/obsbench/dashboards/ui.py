@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -161,7 +161,18 @@ def _patch_between(old: pl.DataFrame, new: pl.DataFrame, new_pandas: Any) -> Any
     Computed once per (old, new) pair and shared: every session of a page moves from the
     same snapshot frame to the same next one.
     """
-    key = (id(old), id(new))
+    return _changed_cells(old, new, "tabulator", lambda col, i: _py(new_pandas[col].iloc[i]))
+
+
+def _changed_cells(
+    old: pl.DataFrame, new: pl.DataFrame, kind: str, value: Callable[[str, int], Any]
+) -> Any:
+    """``{column: [(row, value(column, row)), ...]}`` of the cells that differ, cached.
+
+    ``None`` when the frames differ in shape (the caller replaces the data). NaN equals NaN.
+    The result is cached per (old, new, kind) for all sessions.
+    """
+    key = (id(old), id(new), kind)
     with _PANDAS_LOCK:
         hit = _PATCHES.get(key)
         if hit is not None and hit[0] is old and hit[1] is new:
@@ -177,7 +188,7 @@ def _patch_between(old: pl.DataFrame, new: pl.DataFrame, new_pandas: Any) -> Any
                 changed = changed & ~(a.is_nan() & b.is_nan()).fill_null(False)
             idx = changed.arg_true().to_list()
             if idx:
-                patch[col] = [(i, _py(new_pandas[col].iloc[i])) for i in idx]
+                patch[col] = [(i, value(col, i)) for i in idx]
     with _PANDAS_LOCK:
         _PATCHES[key] = (old, new, patch)
         while len(_PATCHES) > 256:
@@ -304,28 +315,7 @@ def _columns(frame: pl.DataFrame) -> dict[str, list]:
 
 def _cds_patch_between(old: pl.DataFrame, new: pl.DataFrame, columns: dict[str, list]) -> Any:
     """Changed cells old -> new as a ``ColumnDataSource.patch`` dict (``None``: reshaped)."""
-    key = (id(old), id(new), "cds")
-    with _PANDAS_LOCK:
-        hit = _PATCHES.get(key)
-        if hit is not None and hit[0] is old and hit[1] is new:
-            return hit[2]
-    if old.schema != new.schema or old.height != new.height or not new.height:
-        patch = None
-    else:
-        patch = {}
-        for col in new.columns:
-            a, b = new[col], old[col]
-            changed = a.ne_missing(b)
-            if a.dtype.is_float():
-                changed = changed & ~(a.is_nan() & b.is_nan()).fill_null(False)
-            idx = changed.arg_true().to_list()
-            if idx:
-                patch[col] = [(i, columns[col][i]) for i in idx]
-    with _PANDAS_LOCK:
-        _PATCHES[key] = (old, new, patch)
-        while len(_PATCHES) > 256:
-            _PATCHES.popitem(last=False)
-    return patch
+    return _changed_cells(old, new, "cds", lambda col, i: columns[col][i])
 
 
 _SELECTED: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, pl.DataFrame]] = (
