@@ -124,7 +124,7 @@ class Store:
         return visible
 
     def compact(self, dataset: str, *, min_age_s: float = 10.0, grace_s: float = 60.0) -> int:
-        """Merge each day's small files of ``dataset`` into one file; return files merged.
+        """Merge each day's small part files of ``dataset`` into one file; return files merged.
 
         Live mode appends one small file per tick; compaction keeps scans fast. The merged
         file ``compact-<first>-<last>-<id>.parquet`` is written atomically and covers every
@@ -147,7 +147,13 @@ class Store:
                 files = list(folder.glob("*.parquet"))
                 _delete_superseded(files, now_ns - int(grace_s * 1e9))
                 visible = _visible([f for f in files if f.exists()])
-                old = [f for f in visible if _span(f)[1] < now_ns - int(min_age_s * 1e9)]
+                # Only plain parts are merged: each call costs what was appended since the
+                # last one, never a rewrite of the day (it runs inside the live tick loop).
+                old = [
+                    f
+                    for f in visible
+                    if f.name.startswith("part-") and _span(f)[1] < now_ns - int(min_age_s * 1e9)
+                ]
                 if len(old) < 2:
                     continue
                 lo, hi = min(_span(f)[0] for f in old), max(_span(f)[1] for f in old)
