@@ -10,6 +10,9 @@ peak memory is the stage's own):
   obsbench  ``obsbench.metrics.service_buckets(df, every="1m")`` on an eager polars frame
   pandas    ``groupby([service, Grouper(ts, "1min")])`` + ``quantile([.5, .95, .99])``
             (service as ``category``, ``observed=True``: pandas at its best)
+  floor     polars ``group_by([service, ts.dt.truncate("1m")]).agg(pl.len())`` and one
+            ``service == s`` comparison per service: the grouping alone, no metric (what any
+            polars query of the same groups pays before computing anything)
   duckdb    SQL ``GROUP BY service, date_trunc('minute', ts)`` with
             ``quantile_cont(latency_ms, [0.5, 0.95, 0.99])`` on the Arrow table (zero copy)
   ooc_sliced  obsbench on ``pl.scan_parquet`` of ``--out-of-core-rows`` rows written in
@@ -130,6 +133,18 @@ def run_pandas(path: Path, repeat: int) -> tuple[dict, pl.DataFrame]:
     return timing.__dict__, res.select(_COLS)
 
 
+def run_floor(path: Path, repeat: int) -> tuple[dict, None]:
+    """Grouping costs with no metric: the hash group_by, and one equality pass per service."""
+    df = pl.read_parquet(path, columns=["ts", "service"])
+    services = df["service"].unique().to_list()
+    group = measure(lambda: df.group_by("service", pl.col("ts").dt.truncate("1m")).agg(pl.len()),
+                    repeat=repeat)  # fmt: skip
+    compare = measure(lambda: [df.select(pl.col("service") == s) for s in services],
+                      repeat=repeat)  # fmt: skip
+    return {"wall_s": group.wall_s, "cpu_s": group.cpu_s,
+            "compare_wall_s": compare.wall_s, "services": len(services)}, None  # fmt: skip
+
+
 def run_duckdb(path: Path, repeat: int) -> tuple[dict, pl.DataFrame]:
     import duckdb
     import pyarrow.parquet as pq
@@ -178,7 +193,8 @@ def run_ooc(data_dir: Path, sliced: bool) -> tuple[dict, pl.DataFrame]:
 
 
 _COLS = ["service", "ts", "requests", "error_rate", "p50", "p95", "p99", "sla_attainment"]
-RUNNERS = {"obsbench": run_obsbench, "pandas": run_pandas, "duckdb": run_duckdb}
+RUNNERS = {"obsbench": run_obsbench, "pandas": run_pandas, "duckdb": run_duckdb,
+           "floor": run_floor}  # fmt: skip
 
 
 def child(stage: str, data: Path, out: Path, repeat: int) -> None:
@@ -187,11 +203,14 @@ def child(stage: str, data: Path, out: Path, repeat: int) -> None:
         timing, result = run_ooc(data, sliced=stage == "ooc_sliced")
     else:
         timing, result = RUNNERS[stage](data, repeat)
-    result.write_parquet(out / f"{stage}.parquet")
+    if result is not None:
+        result.write_parquet(out / f"{stage}.parquet")
     (out / f"{stage}.json").write_text(json.dumps(timing))
 
 
-def spawn(stage: str, data: Path, out: Path, repeat: int) -> tuple[dict, pl.DataFrame, float]:
+def spawn(
+    stage: str, data: Path, out: Path, repeat: int
+) -> tuple[dict, pl.DataFrame | None, float]:
     """Run ``stage`` in a grandchild; return its timing, result and peak RSS (MB).
 
     The peak is ``RUSAGE_CHILDREN.ru_maxrss`` read by a wrapper process whose only child
@@ -209,7 +228,8 @@ def spawn(stage: str, data: Path, out: Path, repeat: int) -> tuple[dict, pl.Data
         raise RuntimeError(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
     peak_mb = int(proc.stdout.strip().splitlines()[-1]) / 1024
     timing = json.loads((out / f"{stage}.json").read_text())
-    return timing, pl.read_parquet(out / f"{stage}.parquet"), peak_mb
+    result = out / f"{stage}.parquet"
+    return timing, pl.read_parquet(result) if result.exists() else None, peak_mb
 
 
 def max_diff(a: pl.DataFrame, b: pl.DataFrame) -> float:
@@ -285,7 +305,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--out-of-core-rows", type=int, default=100_000_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--stages", default="obsbench,pandas,duckdb")
+    ap.add_argument("--stages", default="obsbench,pandas,duckdb,floor")
     ap.add_argument("--ooc-stages", default="ooc_sliced,ooc_single")
     ap.add_argument("--anomaly-days", type=int, default=0)
     ap.add_argument("--tmp", default=None, help="scratch directory (default: a temp dir)")
@@ -300,7 +320,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_service_", dir=args.tmp))
     try:
         print(f"# bench_service: {threads()}, polars {pl.__version__}")
-        results: dict[str, tuple[dict, pl.DataFrame, float]] = {}
+        results: dict[str, tuple[dict, pl.DataFrame | None, float]] = {}
         if args.rows:
             path = tmp / "requests.parquet"
             make_requests(args.rows, seed=0).write_parquet(path)
@@ -312,10 +332,19 @@ def main() -> None:
             print("stage,wall_s,cpu_s,peak_rss_mb,speedup_vs_stage,max_abs_diff_vs_obsbench")
             ours = results.get("obsbench")
             for stage, (timing, res, peak) in results.items():
+                if res is None:
+                    continue
                 ratio = timing["wall_s"] / ours[0]["wall_s"] if ours else float("nan")
                 diff = max_diff(res, ours[1]) if ours else float("nan")
                 print(f"{stage},{timing['wall_s']:.3f},{timing['cpu_s']:.3f},{peak:.0f},"
                       f"{ratio:.2f},{diff:.2e}")  # fmt: skip
+            if "floor" in results and "pandas" in results:
+                floor, pandas_s = results["floor"][0], results["pandas"][0]["wall_s"]
+                print(f"\n# floor: polars group_by of the same groups with no metric "
+                      f"{floor['wall_s']:.3f} s wall "
+                      f"({floor['cpu_s']:.3f} s CPU); one `service == s` pass per service "
+                      f"({floor['services']}) {floor['compare_wall_s']:.3f} s; 10x pandas = "
+                      f"{pandas_s / 10:.3f} s")  # fmt: skip
         if args.out_of_core_rows:
             data = tmp / "ooc"
             t0 = time.perf_counter()
