@@ -66,10 +66,12 @@ shape: (2, 2)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeAlias, TypeVar
 
+import numpy as np
 import polars as pl
 
 from obsbench import schemas
@@ -247,11 +249,20 @@ def weighted_mean(values: IntoExpr, weights: IntoExpr = "qty") -> pl.Expr:
     >>> weighted_mean(pl.Series([10.0, 20.0, None]), pl.Series([3.0, 1.0, 5.0]))
     12.5
     """
+    num, den = _weighted_terms(values, weights)
+    return _weighted_ratio(num.sum(), den.sum())
+
+
+def _weighted_terms(values: IntoExpr, weights: IntoExpr) -> tuple[pl.Expr, pl.Expr]:
+    """The row terms ``w x v`` and ``w`` of :func:`weighted_mean` (0 where ``v`` is null)."""
     v = to_expr(values, param_name="values")
     w = to_expr(weights, param_name="weights")
     w_used = pl.when(v.is_not_null()).then(w).otherwise(pl.lit(0.0))
-    num = (v * w_used).sum()
-    den = w_used.sum()
+    return (v * w_used).fill_null(0.0), w_used
+
+
+def _weighted_ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    """:func:`weighted_mean` from the sums of its terms: NaN for a zero weight sum."""
     return nan_where(den == 0, num / den)
 
 
@@ -554,6 +565,85 @@ def latency_ms(start: IntoExpr, end: IntoExpr) -> pl.Expr:
     return (delta.dt.total_microseconds().cast(pl.Float64) / 1000.0).alias("latency_ms")
 
 
+# =========================================================================== integer keys
+#
+# Strings are hashed once, vectorised (``Expr.hash``: a few ns a row), instead of in a hash
+# table (~100 ns a row); joins and groupings then run on u64 hashes and dense u32 codes, and
+# per-order sums are ``np.bincount`` over the order's row number. Every hash shortcut is
+# made exact by comparing each row with the row it was matched to; a collision falls back
+# to the columns themselves.
+
+
+def _key_hash(columns: Sequence[str]) -> pl.Expr:
+    cols = list(columns)
+    return (pl.col(cols[0]) if len(cols) == 1 else pl.struct(cols)).hash().alias("_h")
+
+
+def _row_of(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.Series | None:
+    """Per row of ``left``, the row number in ``right`` with equal ``on`` (null if none).
+
+    None if ``right`` is not unique on ``on`` (the join then adds rows).
+    """
+    out = (
+        left.lazy()
+        .select(on)
+        .join(
+            right.lazy().select(on).with_row_index("_row"),
+            on=on,
+            how="left",
+            maintain_order="left",
+            nulls_equal=True,
+        )
+        .collect(engine="streaming")
+    )
+    return out["_row"] if out.height == left.height else None
+
+
+def _same_rows(a: pl.DataFrame, b: pl.DataFrame) -> pl.Series:
+    """Row-wise equality of two frames with the same columns (nulls equal each other)."""
+    return a.select(pl.all_horizontal(pl.col(c).eq_missing(b[c]) for c in a.columns)).to_series()
+
+
+def _lookup(values: pl.DataFrame, table: pl.DataFrame) -> pl.Series:
+    """Row number in ``table`` (unique rows) of each row of ``values``; null where absent."""
+    on = values.columns
+    row = _row_of(values.select(_key_hash(on)), table.select(_key_hash(on)), ["_h"])
+    if row is None:  # two rows of the table share a hash
+        exact = _row_of(values, table, on)
+        assert exact is not None, "the table must have unique rows"
+        return exact
+    found = _same_rows(values, table.select(pl.all().gather(row)))
+    return pl.select(pl.when(found).then(row)).to_series()
+
+
+def _codes(keys: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
+    """Dense UInt32 code of each row of ``keys``, and the distinct rows (row ``i`` is code ``i``).
+
+    Codes follow the order of first appearance.
+    """
+    hashed = keys.select(_key_hash(keys.columns))
+    first = hashed.with_row_index("_first").unique("_h", keep="first", maintain_order=True)
+    distinct = keys[first["_first"]]
+    code = _row_of(hashed, first, ["_h"])
+    assert code is not None  # `first` is unique on _h
+    if _same_rows(keys, distinct[code]).all():
+        return code, distinct
+    distinct = keys.unique(maintain_order=True)  # a hash collision: group the columns
+    exact = _row_of(keys, distinct, keys.columns)
+    assert exact is not None
+    return exact, distinct
+
+
+def _order_sums(
+    row: pl.Series, n_orders: int, values: Mapping[str, pl.Series]
+) -> dict[str, np.ndarray]:
+    """Per order (``row``: each fill's order row, no nulls), the sum of each of ``values``."""
+    index = row.to_numpy()
+    return {
+        k: np.bincount(index, weights=v.to_numpy(), minlength=n_orders) for k, v in values.items()
+    }
+
+
 # =========================================================================== validation
 
 
@@ -571,60 +661,116 @@ def _id_list(ids: pl.Series) -> str:
     return f"{shown}{more}"
 
 
-def _fill_stats(fills: pl.LazyFrame) -> pl.LazyFrame:
-    """Per-order aggregates of the fills (one group_by pass, numeric aggregations only)."""
-    return fills.group_by("order_id").agg(
-        pl.len().alias("n_fills"),
-        pl.col("qty").sum().alias("filled_qty"),
-        (pl.col("qty") * pl.col("px")).sum().alias("fill_notional"),
-        pl.col("fee").sum().alias("fees"),
-        pl.col("ts").min().alias("first_fill_ts"),
-        pl.col("ts").max().alias("last_fill_ts"),
-        # side and symbol consistency without string aggregations: count the buys, and
-        # the min/max of the symbol's hash (equal to the order's iff one symbol)
-        (pl.col("side") == "buy").sum().alias("_buys"),
-        pl.col("symbol").hash().min().alias("_sym_lo"),
-        pl.col("symbol").hash().max().alias("_sym_hi"),
+def _fill_totals(orders: pl.DataFrame, fills: pl.DataFrame, row: pl.Series) -> pl.DataFrame:
+    """``orders`` + the totals of their fills (``row``: each fill's order row, no nulls).
+
+    ``n_fills``, ``filled_qty``, ``fill_notional``, ``fees`` (0 without fills),
+    ``first_fill_ts``, ``last_fill_ts`` (null without fills): one O(n) pass per column.
+    """
+    n = orders.height
+    index = row.to_numpy()
+    sums = _order_sums(
+        row,
+        n,
+        fills.select(
+            pl.col("qty").alias("filled_qty"),
+            (pl.col("qty") * pl.col("px")).alias("fill_notional"),
+            pl.col("fee").alias("fees"),
+        ).to_dict(),
+    )
+    count = np.bincount(index, minlength=n)
+    ts = fills["ts"].dt.epoch("us").to_numpy()
+    first = np.full(n, np.iinfo(np.int64).max)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(first, index, ts)
+    np.maximum.at(last, index, ts)
+    filled = pl.Series(count > 0)
+    return orders.with_columns(
+        pl.Series("n_fills", count, dtype=pl.UInt32),
+        *(pl.Series(k, v, dtype=pl.Float64) for k, v in sums.items()),
+        *(
+            pl.when(filled).then(pl.Series(t).cast(schemas.TIMESTAMP)).alias(name)
+            for name, t in (("first_fill_ts", first), ("last_fill_ts", last))
+        ),
     )
 
 
-_FILLED = pl.col("n_fills") > 0
-_CROSS_CHECKS: dict[str, pl.Expr] = {
-    "fill side differs from the order's side": _FILLED
-    & pl.when(pl.col("side") == "buy")
-    .then(pl.col("_buys") != pl.col("n_fills"))
-    .otherwise(pl.col("_buys") != 0),
-    "fill symbol differs from the order's symbol": _FILLED
-    & ((pl.col("_sym_lo") != pl.col("_sym_hi")) | (pl.col("_sym_lo") != pl.col("symbol").hash())),
+_ORDER_CHECKS: dict[str, pl.Expr] = {
     "fills before the order's decision time (ts)": pl.col("first_fill_ts") < pl.col("ts"),
     "filled quantity exceeds the order quantity (overfill)": pl.col("filled_qty")
     > pl.col("qty") * (1.0 + _QTY_RTOL),
 }
+"""Cross checks on orders with their fill totals."""
 
 
-def _cross_problems(joined: pl.DataFrame, stats: pl.DataFrame, fills: pl.DataFrame) -> list[str]:
-    """Cross-frame problems, from orders left-joined with their fill stats.
+def _cross_problems(
+    orders: pl.DataFrame, fills: pl.DataFrame, row: pl.Series, totals: pl.DataFrame
+) -> list[str]:
+    """Fills of unknown orders, fills not matching their order, and the order checks.
 
-    The common (valid) path is one pass of boolean sums; offending ids are looked up only
-    when a check fails.
+    The common (valid) path is one pass of boolean sums per frame; offending ids are looked
+    up only when a check fails.
     """
     problems: list[str] = []
-    counts = joined.select(
-        pl.col("n_fills").is_not_null().sum().alias("_matched"),
-        *(cond.fill_null(False).sum().alias(label) for label, cond in _CROSS_CHECKS.items()),
-    ).row(0, named=True)
-    if counts.pop("_matched") < stats.height:
-        orphans = stats.join(joined.select("order_id"), on="order_id", how="anti")["order_id"]
-        fill_ids = fills.filter(pl.col("order_id").is_in(orphans.implode()))["fill_id"].sort()
+    orphan = row.is_null()
+    if orphan.any():
+        lost = fills.filter(orphan)
+        fill_ids, order_ids = lost["fill_id"].sort(), lost["order_id"].unique().sort()
         problems.append(
             f"{fill_ids.len()} fill(s) of order_id(s) absent from orders: fill_id "
-            f"{_id_list(fill_ids)} (order_id {_id_list(orphans.sort())})"
+            f"{_id_list(fill_ids)} (order_id {_id_list(order_ids)})"
         )
+    theirs = orders.select(pl.col("side", "symbol").gather(row))
+    mismatch = {
+        f"fill {c} differs from the order's {c}": (pl.col(c) != theirs[c]).fill_null(False)
+        for c in ("side", "symbol")
+    }
+    counts = fills.select(m.sum().alias(k) for k, m in mismatch.items()).row(0, named=True)
     for label, n in counts.items():
         if n:
-            bad = joined.filter(_CROSS_CHECKS[label].fill_null(False))["order_id"].sort()
-            problems.append(f"{label}: {bad.len()} order(s), order_id {_id_list(bad)}")
+            bad = row.filter(fills.select(mismatch[label]).to_series())
+            ids = orders["order_id"].gather(bad.unique()).sort()
+            problems.append(f"{label}: {ids.len()} order(s), order_id {_id_list(ids)}")
+    counts = totals.select(
+        cond.fill_null(False).sum().alias(label) for label, cond in _ORDER_CHECKS.items()
+    ).row(0, named=True)
+    for label, n in counts.items():
+        if n:
+            ids = totals.filter(_ORDER_CHECKS[label].fill_null(False))["order_id"].sort()
+            problems.append(f"{label}: {ids.len()} order(s), order_id {_id_list(ids)}")
     return problems
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """Validated inputs: orders with their fill totals, fills, quotes, and the link."""
+
+    orders: pl.DataFrame
+    fills: pl.DataFrame
+    quotes: pl.DataFrame | None
+    order_row: pl.Series
+    """Per fill, the row number of its order in ``orders`` (UInt32)."""
+
+
+def _checked(orders: Frame, fills: Frame, quotes: Frame | None = None) -> _Checked:
+    """Validate ``orders``, ``fills`` (and ``quotes``) together; raise on any problem."""
+    o = schemas.validate(_collect(orders), "orders", allow_extra=True)
+    f = schemas.validate(_collect(fills), "fills", allow_extra=True)
+    q = None if quotes is None else schemas.validate(_collect(quotes), "quotes", allow_extra=True)
+    row = _lookup(f.select("order_id"), o.select("order_id"))
+    known = row.is_not_null()
+    matched = (f, row) if known.all() else (f.filter(known), row.filter(known))
+    totals = _fill_totals(o, *matched)
+    problems = _cross_problems(o, f, row, totals)
+    if problems:
+        dataset = "fills"
+        raise SchemaError(
+            dataset,
+            problems,
+            hint="every fill must belong to an order in `orders`, with the order's side and "
+            "symbol, at or after its ts, and at most its quantity in total.",
+        )
+    return _Checked(totals, f, q, row)
 
 
 def _validated(
@@ -635,25 +781,8 @@ def _validated(
     The orders come back with ``n_fills``, ``filled_qty``, ``fill_notional``, ``fees``
     (0 without fills), ``first_fill_ts`` and ``last_fill_ts`` (null without fills).
     """
-    o = schemas.validate(_collect(orders), "orders", allow_extra=True)
-    f = schemas.validate(_collect(fills), "fills", allow_extra=True)
-    q = None if quotes is None else schemas.validate(_collect(quotes), "quotes", allow_extra=True)
-    stats = _fill_stats(f.lazy()).collect()
-    joined = o.join(stats, on="order_id", how="left")
-    problems = _cross_problems(joined, stats, f)
-    if problems:
-        dataset = "fills"
-        raise SchemaError(
-            dataset,
-            problems,
-            hint="every fill must belong to an order in `orders`, with the order's side and "
-            "symbol, at or after its ts, and at most its quantity in total.",
-        )
-    totals = joined.drop("_buys", "_sym_lo", "_sym_hi").with_columns(
-        pl.col("n_fills").fill_null(0),
-        pl.col("filled_qty", "fill_notional", "fees").fill_null(0.0),
-    )
-    return totals, f, q
+    c = _checked(orders, fills, quotes)
+    return c.orders, c.fills, c.quotes
 
 
 def validate_execution(orders: F, fills: Frame, quotes: Frame | None = None) -> F:
@@ -729,6 +858,85 @@ def validate_execution(orders: F, fills: Frame, quotes: Frame | None = None) -> 
 # =========================================================================== market prices
 
 
+_KEY_LIMIT = 2**62  # composite quote keys stay below this (int64)
+
+
+@dataclass(frozen=True)
+class _QuoteBook:
+    """Quotes keyed for as-of look-ups by symbol code (the one as-of join of this module).
+
+    Each quote becomes the integer ``code x span + (ts - origin)``, ``code`` being its
+    symbol's row in ``symbols``; sorted, the mid in force for a symbol at ``t`` is the last
+    key at or before the symbol's key for ``t``: one binary search, no join. Keys that
+    would overflow int64 (``symbols x span`` above 2^62: over ~14,000 symbols with ten
+    years of microseconds) fall back to polars' ``join_asof`` on the codes.
+    """
+
+    symbols: pl.DataFrame
+    """The distinct quoted symbols: row ``i`` is code ``i``."""
+    origin: int
+    """Earliest quote time, microseconds since the epoch."""
+    span: int
+    """Latest minus earliest quote time, plus 1 (µs)."""
+    keys: np.ndarray | None
+    """Sorted composite keys, or None (overflow: use ``frame``)."""
+    mids: np.ndarray
+    """The mid of each key."""
+    frame: pl.DataFrame | None
+    """``_sym`` (code), ``_t`` (µs), ``mid`` sorted by ``_t``, for the overflow path."""
+
+    @classmethod
+    def of(cls, quotes: pl.DataFrame) -> _QuoteBook:
+        code, symbols = _codes(quotes.select("symbol"))
+        ts = quotes["ts"].dt.epoch("us")
+        origin = ts.min() if quotes.height else 0
+        span = ts.max() - origin + 1 if quotes.height else 1  # type: ignore[operator]
+        mids = quotes["mid"].to_numpy()
+        if symbols.height * span >= _KEY_LIMIT:
+            frame = pl.DataFrame({"_sym": code, "_t": ts, "mid": mids}).sort("_t")
+            return cls(symbols, origin, span, None, mids, frame)  # type: ignore[arg-type]
+        keys = code.cast(pl.Int64).to_numpy() * span + (ts.to_numpy() - origin)
+        if not np.all(keys[1:] >= keys[:-1]):  # not symbol-major and time-ordered already
+            order = np.argsort(keys, kind="stable")
+            keys, mids = keys[order], mids[order]
+        return cls(symbols, origin, span, keys, mids, None)  # type: ignore[arg-type]
+
+    @property
+    def last_ts(self) -> pl.Series:
+        """The latest quote time (one value)."""
+        return pl.Series([self.origin + self.span - 1]).cast(schemas.TIMESTAMP)
+
+    def mid_at(self, code: pl.Series, ts: pl.Series) -> pl.Series:
+        """The mid in force for symbol ``code`` (null: not quoted) at ``ts``; null if none."""
+        t = ts.dt.epoch("us")
+        if self.keys is None:
+            assert self.frame is not None
+            return (
+                pl.DataFrame({"_sym": code, "_t": t})
+                .with_row_index("_row")
+                .lazy()
+                .sort("_t")
+                .join_asof(self.frame.lazy(), on="_t", by="_sym", check_sortedness=False)
+                .sort("_row")
+                .collect()["mid"]
+            )
+        c = code.cast(pl.Int64).fill_null(-1).to_numpy()
+        off = t.fill_null(-1).to_numpy() - self.origin
+        key = c * self.span + np.minimum(off, self.span - 1)
+        # search symbol by symbol: each search then stays in one symbol's (cached) quotes;
+        # a stable argsort of 16-bit codes is a radix sort
+        small = self.symbols.height < 2**16
+        by_symbol = np.argsort(c.astype(np.uint16) if small else c, kind="stable")
+        pos = np.empty(len(key), np.int64)
+        pos[by_symbol] = np.searchsorted(self.keys, key[by_symbol], side="right") - 1
+        hit = (c >= 0) & (off >= 0) & (pos >= 0)
+        pos[~hit] = 0
+        if len(self.keys):
+            hit &= self.keys[pos] // self.span == c
+        mid = self.mids[pos] if len(self.keys) else np.zeros(len(key))
+        return pl.select(pl.when(pl.Series(hit)).then(pl.Series(mid))).to_series()
+
+
 def _asof_ready(frame: pl.DataFrame | pl.LazyFrame, ts: str, key: str) -> pl.LazyFrame:
     """``frame`` ordered as ``join_asof(by=key)`` needs: by ``ts`` within each ``key``.
 
@@ -799,31 +1007,28 @@ def mid_at(frame: F, quotes: Frame, *, at: str = "ts", name: str = "mid") -> F:
     >>> mid_at(f, q)["mid"].to_list()
     [None, 10.0, 11.0]
     """
-    # join on a u64 hash of the symbol (4x faster than a string key), unless two of the
-    # quoted symbols collide, which is checked on the distinct symbols only
-    symbols = quotes.lazy().select(pl.col("symbol").unique())
-    distinct = symbols.select(pl.len(), pl.col("symbol").hash().n_unique()).collect().row(0)
-    key = pl.col("symbol").hash() if distinct[0] == distinct[1] else pl.col("symbol")
-    q = quotes.select(key.alias("_sym"), pl.col("ts").alias(at), pl.col("mid").alias(name))
-    market = _asof_ready(q, at, "_sym")
     if isinstance(frame, pl.LazyFrame):
+        # join on a u64 hash of the symbol (4x faster than a string key), unless two of
+        # the quoted symbols collide, which is checked on the distinct symbols only
+        symbols = quotes.lazy().select(pl.col("symbol").unique())
+        distinct = symbols.select(pl.len(), pl.col("symbol").hash().n_unique()).collect().row(0)
+        key = pl.col("symbol").hash() if distinct[0] == distinct[1] else pl.col("symbol")
+        q = quotes.select(key.alias("_sym"), pl.col("ts").alias(at), pl.col("mid").alias(name))
         return (  # type: ignore[return-value]
             frame.with_columns(key.alias("_sym"))
             .sort(at)
-            .join_asof(market, on=at, by="_sym", strategy="backward", check_sortedness=False)
+            .join_asof(
+                _asof_ready(q, at, "_sym"),
+                on=at,
+                by="_sym",
+                strategy="backward",
+                check_sortedness=False,
+            )
             .drop("_sym")
         )
-    # Eager: order only a narrow (key, time, row) frame, never the caller's wide rows, and
-    # hand the mids back in the caller's row order.
-    narrow = frame.select(key.alias("_sym"), pl.col(at)).with_row_index("_row")
-    mids = (
-        _asof_ready(narrow, at, "_sym")
-        .join_asof(market, on=at, by="_sym", strategy="backward", check_sortedness=False)
-        .select("_row", name)
-        .sort("_row")
-        .collect()
-    )
-    return frame.with_columns(mids[name])  # type: ignore[return-value]
+    book = _QuoteBook.of(_collect(quotes).select("symbol", "ts", "mid"))
+    code = _lookup(frame.select("symbol"), book.symbols)
+    return frame.with_columns(book.mid_at(code, frame[at]).alias(name))  # type: ignore[return-value]
 
 
 def _last_mid() -> pl.Expr:
@@ -831,18 +1036,17 @@ def _last_mid() -> pl.Expr:
     return pl.col("mid").get(pl.col("ts").arg_max())
 
 
-def _end_px(orders: pl.LazyFrame, quotes: pl.LazyFrame, end: datetime | None) -> pl.LazyFrame:
-    """``orders`` + ``end_px``: each symbol's mid at ``end`` (default: its last quote)."""
-    if end is None:
-        last = quotes.group_by("symbol").agg(_last_mid().alias("end_px"))
-        return orders.join(last, on="symbol", how="left")
-    at = (
-        orders.select("symbol")
-        .unique()
-        .with_columns(pl.lit(end).cast(schemas.TIMESTAMP).alias("_end"))
-    )
-    marks = mid_at(at, quotes, at="_end", name="end_px").drop("_end")
-    return orders.join(marks, on="symbol", how="left")
+def _market(orders: pl.DataFrame, quotes: pl.DataFrame) -> tuple[_QuoteBook, pl.Series]:
+    """The quote book, and each order's symbol code in it (null: symbol not quoted)."""
+    book = _QuoteBook.of(quotes)
+    return book, _lookup(orders.select("symbol"), book.symbols)
+
+
+def _end_px(book: _QuoteBook, code: pl.Series, end: datetime | None) -> pl.Series:
+    """Each order's ``end_px``: its symbol's mid at ``end`` (default: its last quote)."""
+    at = book.last_ts if end is None else pl.Series([end]).cast(schemas.TIMESTAMP)
+    ts = pl.select(pl.repeat(at[0], code.len(), dtype=schemas.TIMESTAMP)).to_series()
+    return book.mid_at(code, ts).alias("end_px")
 
 
 def interval_vwap(
@@ -1054,10 +1258,8 @@ def interval_twap(intervals: F, quotes: Frame, *, start: str = "start", end: str
 # =========================================================================== frame level
 
 
-def _order_level(
-    totals: pl.DataFrame, q: pl.DataFrame | None, end: datetime | None
-) -> pl.LazyFrame:
-    """One row per order: order columns, fill totals and (with quotes) cost columns."""
+def _order_level(totals: pl.DataFrame, end_px: pl.Series | None) -> pl.LazyFrame:
+    """One row per order: order columns, fill totals and (with ``end_px``) cost columns."""
     lf = totals.lazy()
     avg_px = pl.when(pl.col("filled_qty") > 0).then(pl.col("fill_notional") / pl.col("filled_qty"))
     lf = lf.with_columns(
@@ -1065,10 +1267,10 @@ def _order_level(
         (pl.col("qty") * pl.col("arrival_px")).alias("decision_notional"),
         execution_cost(),
     ).with_columns(slippage_bps("side", "arrival_px", "avg_px"))
-    if q is None:
+    if end_px is None:
         return lf
     return (
-        _end_px(lf, q.lazy(), end)
+        lf.with_columns(end_px)
         .with_columns(opportunity_cost(), implementation_shortfall())
         .with_columns(
             cost_bps("implementation_shortfall", "decision_notional").alias(
@@ -1111,7 +1313,8 @@ def order_executions(
         As :func:`validate_execution`.
     """
     totals, _, q = _validated(orders, fills, quotes)
-    out = _order_level(totals, q, end).collect()
+    end_px = None if q is None else _end_px(*_market(totals, q), end)
+    out = _order_level(totals, end_px).collect()
     return _as(out, isinstance(orders, pl.LazyFrame))  # type: ignore[return-value]
 
 
@@ -1506,6 +1709,26 @@ def span_latency(
     return _as(out, isinstance(spans, pl.LazyFrame))  # type: ignore[return-value]
 
 
+def _sorted_within_groups(frame: pl.DataFrame, group: pl.Series, rank: pl.Series) -> pl.DataFrame:
+    """``frame`` + ``_g`` (``group``), sorted by group, then by the integers ``rank``.
+
+    Null ranks go last. Exact quantiles sort each group's values: on input already in
+    order that sort is a linear pass. One int64 key ``group x width + rank`` sorts faster
+    than two columns, when it fits.
+    """
+    out = frame.with_columns(group.alias("_g"))
+    lo, hi = rank.min(), rank.max()
+    width = 1 if lo is None else int(hi) - int(lo) + 2  # type: ignore[arg-type]
+    if out.is_empty() or (int(group.max()) + 1) * width >= _KEY_LIMIT:  # type: ignore[arg-type]
+        return (
+            out.with_columns(rank.alias("_rank")).sort("_g", "_rank", nulls_last=True).drop("_rank")
+        )
+    key = (
+        group.cast(pl.Int64).to_numpy() * width + (rank - (lo or 0)).fill_null(width - 1).to_numpy()
+    )
+    return out[np.argsort(key)]
+
+
 def execution_summary(
     orders: F,
     fills: Frame,
@@ -1555,39 +1778,69 @@ def execution_summary(
     SchemaError
         As :func:`validate_execution`, and for quotes failing their schema.
     """
-    o, f, q = _validated(orders, fills, quotes)
-    assert q is not None
-    mid_slip = (
-        mid_at(f.select("order_id", "ts", "symbol", "side", "qty", "px"), q)
-        .lazy()
-        .with_columns(slippage_bps("side", "mid", "px"))
-        .group_by("order_id")
-        .agg(weighted_mean("slippage_bps", "qty").alias("slippage_mid_bps"))
+    c = _checked(orders, fills, quotes)
+    assert c.quotes is not None
+    book, code = _market(c.orders, c.quotes)
+    # fill-mid slippage per order: the fill's mid from its order's symbol code (a fill's
+    # symbol is its order's), the weighted-mean sums per order in one O(n) pass
+    terms = _weighted_terms(slippage_bps("side", "mid", "px"), "qty")
+    fill_terms = c.fills.select("side", "px", "qty").with_columns(
+        book.mid_at(code.gather(c.order_row), c.fills["ts"]).alias("mid")
     )
-    per_order = _order_level(o, q, end).join(mid_slip, on="order_id", how="left")
-    keys = list(by)
-    out = (
-        per_order.group_by(keys)
-        .agg(
-            *_fill_rate_aggs(),
-            pl.col("fill_notional").sum(),
-            pl.col("fees").sum(),
-            weighted_mean("slippage_bps", "filled_qty").alias("slippage_bps"),
-            weighted_mean("slippage_mid_bps", "filled_qty").alias("slippage_mid_bps"),
-            pl.col("execution_cost").sum(),
-            pl.col("opportunity_cost").sum(),
-            pl.col("implementation_shortfall").sum(),
-            cost_bps(
-                pl.col("implementation_shortfall").sum(), pl.col("decision_notional").sum()
-            ).alias("implementation_shortfall_bps"),
-            *(
-                latency_percentile(latency_ms("ts", "first_fill_ts"), q=level).alias(
-                    f"latency_{quantile_name(level)}_ms"
-                )
-                for level in quantiles
-            ),
-        )
-        .sort(keys)
+    sums = _order_sums(
+        c.order_row,
+        c.orders.height,
+        fill_terms.select(terms[0].alias("num"), terms[1].alias("den")).to_dict(),
+    )
+    mid_slip = pl.when(pl.col("n_fills") > 0).then(
+        _weighted_ratio(pl.lit(pl.Series(sums["num"])), pl.lit(pl.Series(sums["den"])))
+    )
+    per_order = (
+        _order_level(c.orders, _end_px(book, code, end))
+        .with_columns(mid_slip.alias("slippage_mid_bps"))
         .collect()
+    )
+    keys = list(by)
+    group, groups = _codes(per_order.select(keys))
+    aggs = [
+        *_fill_rate_aggs(),
+        pl.col("fill_notional").sum(),
+        pl.col("fees").sum(),
+        weighted_mean("slippage_bps", "filled_qty").alias("slippage_bps"),
+        weighted_mean("slippage_mid_bps", "filled_qty").alias("slippage_mid_bps"),
+        pl.col("execution_cost").sum(),
+        pl.col("opportunity_cost").sum(),
+        pl.col("implementation_shortfall").sum(),
+        cost_bps(pl.col("implementation_shortfall").sum(), pl.col("decision_notional").sum()).alias(
+            "implementation_shortfall_bps"
+        ),
+    ]
+    totals = (
+        per_order.lazy()
+        .with_columns(group.alias("_g"))
+        .group_by("_g")
+        .agg(aggs)
+        .collect(engine="streaming")
+    )
+    latency = per_order.select(
+        latency_ms("ts", "first_fill_ts"),
+        (pl.col("first_fill_ts") - pl.col("ts")).dt.total_microseconds().alias("us"),
+    )
+    percentiles = (
+        _sorted_within_groups(latency.select("latency_ms"), group, latency["us"])
+        .lazy()
+        .group_by("_g")
+        .agg(
+            latency_percentile("latency_ms", q=level).alias(f"latency_{quantile_name(level)}_ms")
+            for level in quantiles
+        )
+        .collect(engine="streaming")
+    )
+    out = (
+        groups.with_row_index("_g")
+        .join(totals, on="_g")
+        .join(percentiles, on="_g")
+        .drop("_g")
+        .sort(keys)
     )
     return _as(out, isinstance(orders, pl.LazyFrame))  # type: ignore[return-value]
