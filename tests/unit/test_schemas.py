@@ -175,3 +175,24 @@ def test_empty_frames_validate(dataset: str) -> None:
 def test_unknown_dataset() -> None:
     with pytest.raises(UnknownName, match=r"(?s)unknown dataset 'trades'.*Hint: use one of"):
         schemas.validate(quotes(), "trades")
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [["a", "b", "c", "b"], ["a", "b", "b", "c"], ["c", "b", "a", "c"]],
+    ids=["unsorted", "sorted", "descending"],
+)
+def test_duplicate_keys_found_whatever_their_order(ids: list[str]) -> None:
+    frame = pl.DataFrame({"trace_id": ids, "span_id": ids})
+    spans = frame.with_columns(
+        pl.lit(None, pl.String).alias("parent_span_id"),
+        pl.lit("svc").alias("service"),
+        pl.lit("op").alias("name"),
+        pl.lit(datetime(2024, 1, 1, tzinfo=UTC)).alias("start"),
+        pl.lit(datetime(2024, 1, 1, tzinfo=UTC)).alias("end"),
+        pl.lit("ok").alias("status"),
+        pl.lit(None, pl.String).alias("attributes"),
+    )
+    with pytest.raises(SchemaError, match=r"duplicate key \(span_id\)"):
+        schemas.validate(spans, "spans")
+    assert schemas.validate(spans.unique("span_id"), "spans").height == 3

@@ -574,6 +574,9 @@ def latency_ms(start: IntoExpr, end: IntoExpr) -> pl.Expr:
 # to the columns themselves.
 
 
+_STREAMING_JOIN_ROWS = 100_000
+
+
 def _key_hash(columns: Sequence[str]) -> pl.Expr:
     cols = list(columns)
     return (pl.col(cols[0]) if len(cols) == 1 else pl.struct(cols)).hash().alias("_h")
@@ -582,8 +585,12 @@ def _key_hash(columns: Sequence[str]) -> pl.Expr:
 def _row_of(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.Series | None:
     """Per row of ``left``, the row number in ``right`` with equal ``on`` (null if none).
 
-    None if ``right`` is not unique on ``on`` (the join then adds rows).
+    None if ``right`` is not unique on ``on`` (the join then adds rows). The streaming
+    engine joins large tables about twice as fast, the in-memory one small tables.
     """
+    engine: Literal["streaming", "in-memory"] = (
+        "streaming" if right.height > _STREAMING_JOIN_ROWS else "in-memory"
+    )
     out = (
         left.lazy()
         .select(on)
@@ -594,7 +601,7 @@ def _row_of(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.Series
             maintain_order="left",
             nulls_equal=True,
         )
-        .collect(engine="streaming")
+        .collect(engine=engine)
     )
     return out["_row"] if out.height == left.height else None
 
@@ -1045,8 +1052,10 @@ def _market(orders: pl.DataFrame, quotes: pl.DataFrame) -> tuple[_QuoteBook, pl.
 def _end_px(book: _QuoteBook, code: pl.Series, end: datetime | None) -> pl.Series:
     """Each order's ``end_px``: its symbol's mid at ``end`` (default: its last quote)."""
     at = book.last_ts if end is None else pl.Series([end]).cast(schemas.TIMESTAMP)
-    ts = pl.select(pl.repeat(at[0], code.len(), dtype=schemas.TIMESTAMP)).to_series()
-    return book.mid_at(code, ts).alias("end_px")
+    symbols = book.symbols.height
+    ts = pl.select(pl.repeat(at[0], symbols, dtype=schemas.TIMESTAMP)).to_series()
+    per_symbol = book.mid_at(pl.int_range(symbols, eager=True, dtype=pl.UInt32), ts)
+    return per_symbol.gather(code).alias("end_px")
 
 
 def interval_vwap(

@@ -523,3 +523,141 @@ def test_summary_on_simulator_is_consistent(sim: Any) -> None:
     # every group's implementation shortfall decomposes into its parts
     parts = summary["execution_cost"] + summary["opportunity_cost"] + summary["fees"]
     assert (summary["implementation_shortfall"] - parts).abs().max() < 1e-6  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def _random_book(seed: int, n_orders: int = 300) -> tuple[pl.DataFrame, ...]:
+    """Orders, fills and quotes in no particular order, with unquoted times and symbols."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    syms = ["AAPL", "MSFT", "NVDA", "ZZZZ"]  # ZZZZ has no quotes
+    q_sym = rng.choice(syms[:3], 600)
+    q_ts = rng.integers(0, 3_600_000_000, 600)
+    mid = rng.uniform(50, 150, 600)
+    quotes = pl.DataFrame(
+        {"symbol": q_sym, "ts": [T0 + timedelta(microseconds=int(u)) for u in q_ts],
+         "bid": mid - 0.01, "ask": mid + 0.01, "mid": mid}
+    )  # fmt: skip
+    o_ts = rng.integers(-60_000_000, 3_600_000_000, n_orders)  # some before any quote
+    order_ids = [f"o{i:04d}" for i in rng.permutation(n_orders)]  # ids out of order
+    orders = make_orders(
+        *(
+            {"order_id": order_ids[i], "ts": T0 + timedelta(microseconds=int(o_ts[i])),
+             "strategy": f"s{rng.integers(0, 3)}", "symbol": syms[rng.integers(0, 4)],
+             "side": ["buy", "sell"][rng.integers(0, 2)], "qty": 1_000.0, "arrival_px": 100.0,
+             "venue": ["XNAS", "BATS"][rng.integers(0, 2)]}
+            for i in range(n_orders)
+        )
+    )  # fmt: skip
+    filled = [orders.row(int(i), named=True) for i in rng.permutation(n_orders)[: n_orders // 2]]
+    rows = [
+        {"fill_id": f"f{o['order_id']}-{k}", "order_id": o["order_id"],
+         "ts": o["ts"] + timedelta(microseconds=int(rng.integers(0, 5_000_000))),
+         "symbol": o["symbol"], "side": o["side"], "qty": 100.0,
+         "px": float(rng.uniform(99, 101)), "fee": 0.01}
+        for o in filled
+        for k in range(int(rng.integers(1, 4)))
+    ]  # fmt: skip
+    fills = make_fills(*(rows[i] for i in rng.permutation(len(rows))))
+    return orders, fills, quotes
+
+
+def _reference_summary(orders: pl.DataFrame, fills: pl.DataFrame, quotes: pl.DataFrame) -> Any:
+    """The summary written plainly: string joins, join_asof, one group_by (no fast path)."""
+    q = quotes.sort("ts")
+    mids = (
+        fills.with_row_index("_r")
+        .sort("ts")
+        .join_asof(q.select("symbol", "ts", "mid"), on="ts", by="symbol", check_sortedness=False)
+        .sort("_r")
+        .with_columns(obm.slippage_bps("side", "mid", "px"))
+        .group_by("order_id")
+        .agg(obm.weighted_mean("slippage_bps", "qty").alias("slippage_mid_bps"))
+    )
+    last = q.group_by("symbol").agg(pl.col("mid").last().alias("end_px"))
+    per_order = obm.order_executions(orders, fills).join(last, on="symbol", how="left")
+    per_order = per_order.with_columns(obm.opportunity_cost(), obm.implementation_shortfall()).join(
+        mids, on="order_id", how="left"
+    )
+    return (
+        per_order.group_by("strategy", "symbol", "venue")
+        .agg(
+            pl.len().alias("orders"),
+            pl.col("n_fills").sum().alias("fills"),
+            obm.weighted_mean("slippage_bps", "filled_qty").alias("slippage_bps"),
+            obm.weighted_mean("slippage_mid_bps", "filled_qty").alias("slippage_mid_bps"),
+            pl.col("implementation_shortfall").sum(),
+            *(
+                obm.latency_percentile(obm.latency_ms("ts", "first_fill_ts"), q=x).alias(
+                    f"latency_p{round(x * 100)}_ms"
+                )
+                for x in (0.5, 0.95, 0.99)
+            ),
+        )
+        .sort("strategy", "symbol", "venue")
+    )
+
+
+def _assert_frames_close(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    assert got.columns == want.columns
+    keys = ["strategy", "symbol", "venue"]
+    assert got.select(keys).equals(want.select(keys))
+    for col in got.columns[len(keys) :]:
+        assert_close(got[col].to_list(), want[col].to_list(), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_summary_matches_a_plain_implementation(seed: int) -> None:
+    orders, fills, quotes = _random_book(seed)
+    want = _reference_summary(orders, fills, quotes)
+    got = obm.execution_summary(orders, fills, quotes).select(want.columns)
+    _assert_frames_close(got, want)
+    # quotes time-major, symbol-major or shuffled: the same mids
+    for q in (quotes.sort("ts"), quotes.sort("symbol", "ts"), quotes.sample(fraction=1.0)):
+        assert obm.execution_summary(orders, fills, q).equals(
+            obm.execution_summary(orders, fills, quotes)
+        )
+
+
+def test_hash_collisions_fall_back_to_exact_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from obsbench.metrics import execution
+
+    orders, fills, quotes = _random_book(3)
+    want = obm.execution_summary(orders, fills, quotes)
+    # every key hashes alike: every shortcut must notice and use the columns themselves
+    monkeypatch.setattr(
+        execution, "_key_hash", lambda cols: (pl.col(cols[0]).hash() * 0 + 7).alias("_h")
+    )
+    assert obm.execution_summary(orders, fills, quotes).equals(want)
+    with pytest.raises(SchemaError, match="absent from orders"):
+        obm.execution_summary(orders.slice(1), fills, quotes)
+
+
+def test_quote_keys_overflowing_int64_use_join_asof(monkeypatch: pytest.MonkeyPatch) -> None:
+    from obsbench.metrics import execution
+
+    orders, fills, quotes = _random_book(4)
+    want = obm.execution_summary(orders, fills, quotes)
+    monkeypatch.setattr(execution, "_KEY_LIMIT", 1)
+    assert obm.execution_summary(orders, fills, quotes).equals(want)
+
+
+def test_mid_at_eager_equals_lazy() -> None:
+    orders, _, quotes = _random_book(5)
+    frame = orders.select("order_id", "symbol", "ts")
+    eager = obm.mid_at(frame, quotes)
+    lazy = obm.mid_at(frame.lazy(), quotes).collect()
+    assert eager.select(frame.columns).equals(frame)  # row order kept
+    assert eager.sort("order_id").equals(lazy.sort("order_id"))
+    assert eager["mid"].null_count() > 0  # unquoted symbol, and times before any quote
+    assert obm.mid_at(frame, quotes.clear())["mid"].null_count() == frame.height
+
+
+def test_execution_summary_without_fills_or_quotes() -> None:
+    empty = obm.execution_summary(ORDERS, FILLS.clear(), QUOTES.clear())
+    assert empty["fills"].to_list() == [0, 0]
+    assert empty["latency_p50_ms"].is_nan().all()
+    assert obm.execution_summary(ORDERS.clear(), FILLS.clear(), QUOTES).height == 0
