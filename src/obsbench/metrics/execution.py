@@ -930,12 +930,21 @@ class _QuoteBook:
         c = code.cast(pl.Int64).fill_null(-1).to_numpy()
         off = t.fill_null(-1).to_numpy() - self.origin
         key = c * self.span + np.minimum(off, self.span - 1)
-        # search symbol by symbol: each search then stays in one symbol's (cached) quotes;
-        # a stable argsort of 16-bit codes is a radix sort
-        small = self.symbols.height < 2**16
-        by_symbol = np.argsort(c.astype(np.uint16) if small else c, kind="stable")
+        # search symbol by symbol, each in its own quotes only (a shallower search that
+        # stays in cache); a stable argsort of 16-bit codes is a radix sort
+        small = self.symbols.height < 2**16 - 1
+        by_symbol = np.argsort((c + 1).astype(np.uint16) if small else c, kind="stable")
+        starts = np.arange(-1, self.symbols.height + 1)
+        quotes_at = np.searchsorted(self.keys, np.maximum(starts, 0) * self.span)
+        needles_at = np.searchsorted(c[by_symbol], starts)
+        found = np.empty(len(key), np.int64)
+        for s in range(len(starts) - 1):
+            lo, hi, first, last = *quotes_at[s : s + 2], *needles_at[s : s + 2]
+            found[first:last] = (
+                lo - 1 + np.searchsorted(self.keys[lo:hi], key[by_symbol[first:last]], side="right")
+            )
         pos = np.empty(len(key), np.int64)
-        pos[by_symbol] = np.searchsorted(self.keys, key[by_symbol], side="right") - 1
+        pos[by_symbol] = found
         hit = (c >= 0) & (off >= 0) & (pos >= 0)
         pos[~hit] = 0
         if len(self.keys):
