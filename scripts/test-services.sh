@@ -42,3 +42,13 @@ dpkg -s chromium >/dev/null 2>&1 && dpkg -s fonts-dejavu-core >/dev/null 2>&1 ||
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-dejavu-core
 }
+
+# OAuth browser test (tests/browser/test_oauth.py): a real OpenID Connect server, the npm
+# package oauth2-mock-server pinned in tests/browser/oauth/package-lock.json, installed there
+# (not globally) when missing. Needs Node.js >= 20.19 and npm.
+oauth_dir="$(dirname "$0")/../tests/browser/oauth"
+if [ ! -d "$oauth_dir/node_modules/oauth2-mock-server" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "npm is missing: the OAuth browser test needs Node.js >= 20.19" >&2; exit 1; }
+  echo "installing the OAuth test server (npm ci in tests/browser/oauth)" >&2
+  (cd "$oauth_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi

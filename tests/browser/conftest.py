@@ -8,6 +8,7 @@ installs chromium; `playwright install` is never used (it downloads a browser bu
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,9 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -114,6 +117,70 @@ class Platform:
         time.sleep(1.2)  # let the running tick finish
 
 
+@dataclass
+class Server:
+    """An `obsbench serve` subprocess: its URL, log file and process."""
+
+    url: str
+    log: Path
+    proc: subprocess.Popen
+
+    def events(self, event: str) -> list[dict]:
+        """The structured dashboard events ``event`` written to the log so far."""
+        lines = self.log.read_text().splitlines()
+        return [
+            json.loads(line)
+            for line in lines
+            if line.startswith("{") and f'"event": "{event}"' in line
+        ]
+
+
+@contextmanager
+def obsbench_serve(
+    home: Path, database: str, channel: str, args: list[str], *, env: dict | None = None,
+    log_name: str = "server.log",
+) -> Iterator[Server]:  # fmt: skip
+    """Start `obsbench serve ARGS` on a free port for ``home``; ready once /health answers."""
+    port = _free_port()
+    full_env = {
+        **os.environ,
+        "OBSBENCH_HOME": str(home),
+        "OBSBENCH_DATABASE_URL": database,
+        "OBSBENCH_ALERTS_CHANNEL": channel,
+        "OBSBENCH_DASHBOARD_STALE_AFTER": str(STALE_AFTER),
+        **(env or {}),
+    }
+    log = home / log_name
+    cmd = [
+        sys.executable, "-m", "obsbench", "serve", "--port", str(port),
+        "--home", str(home), "--interval", "1", *args,
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    server = Server(f"http://127.0.0.1:{port}", log, proc)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"obsbench serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if urllib.request.urlopen(f"{server.url}/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"obsbench serve not ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Platform]:
     from obsbench.dashboards import auth, demo
@@ -125,46 +192,57 @@ def platform(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[
     users = auth.write_users(
         home / "users.yaml", {u: (PASSWORD.format(u), roles) for u, roles in USERS.items()}
     )
-    port = _free_port()
     channel = f"obsbench_alerts_{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "OBSBENCH_HOME": str(home),
-        "OBSBENCH_DATABASE_URL": pg_url,
-        "OBSBENCH_ALERTS_CHANNEL": channel,
-        "OBSBENCH_DASHBOARD_STALE_AFTER": str(STALE_AFTER),
-    }
-    log = home / "server.log"
-    cmd = [
-        sys.executable, "-m", "obsbench", "serve", "--port", str(port),
-        "--users", str(users), "--home", str(home), "--interval", "1",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
     _record_report_run(home, pg_url)
-    plat = Platform(url, home, store, sim, channel, pg_url, log, proc)
-    plat.start_data()
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"obsbench serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+    args = ["--users", str(users)]
+    with obsbench_serve(home, pg_url, channel, args) as server:
+        plat = Platform(server.url, home, store, sim, channel, pg_url, server.log, server.proc)
+        plat.start_data()
         try:
-            if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.terminate()
-            pytest.fail(f"obsbench serve not ready:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield plat
-    plat.stop_data()
-    proc.terminate()
+            yield plat
+        finally:
+            plat.stop_data()
+
+
+def fire_alert(database: str, channel: str, service: str):
+    """Evaluate a rule in this process and publish through PostgreSQL NOTIFY on ``channel``,
+    like an evaluator beside the servers."""
+    import polars as pl
+
+    from obsbench.alerts.evaluator import Evaluator
+    from obsbench.alerts.rules import parse_rules
+
+    rules = parse_rules(
+        """
+rules:
+  - name: BrowserTestErrors
+    signal: {metric: error_rate, dataset: requests, by: [service], window: 1m}
+    op: ">"
+    thresholds: {critical: 0.5}
+    for: 0s
+    annotations: {summary: "{{ labels.service }} failing"}
+"""
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    failing = pl.DataFrame(
+        {
+            "ts": [now] * 4,
+            "service": [service] * 4,
+            "endpoint": ["GET /x"] * 4,
+            "latency_ms": [5.0] * 4,
+            "status_code": [500] * 4,
+            "ok": [False] * 4,
+            "trace_id": [None] * 4,
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "status_code": pl.Int32},
+    )
+    ev = Evaluator(rules, database=database, sources={"requests": failing}, pg_channel=channel)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        report = ev.evaluate(now)
+    finally:
+        ev.close()
+    assert report.firing >= 1
+    return report
 
 
 REPORT_RUN = "browser-test-run"

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,15 @@ from playwright.sync_api import expect
 from obsbench.dashboards.auth import ROLES
 from obsbench.dashboards.pages import discover, pages_for
 
-from .conftest import REPORT_RUN, STALE_AFTER, USERS, console_errors, login, screenshot
+from .conftest import (
+    REPORT_RUN,
+    STALE_AFTER,
+    USERS,
+    console_errors,
+    fire_alert,
+    login,
+    screenshot,
+)
 
 PAGES = discover()
 # What each page must show once rendered (a heading or a column of its main views).
@@ -101,47 +108,7 @@ def test_a_value_changes_within_5s_when_the_data_changes(platform, tab):
 
 def _fire(platform, service: str):
     """Evaluate a rule in this process, like an evaluator beside the servers."""
-    import polars as pl
-
-    from obsbench.alerts.evaluator import Evaluator
-    from obsbench.alerts.rules import parse_rules
-
-    rules = parse_rules(
-        """
-rules:
-  - name: BrowserTestErrors
-    signal: {metric: error_rate, dataset: requests, by: [service], window: 1m}
-    op: ">"
-    thresholds: {critical: 0.5}
-    for: 0s
-    annotations: {summary: "{{ labels.service }} failing"}
-"""
-    )
-    now = datetime.now(UTC).replace(microsecond=0)
-    failing = pl.DataFrame(
-        {
-            "ts": [now] * 4,
-            "service": [service] * 4,
-            "endpoint": ["GET /x"] * 4,
-            "latency_ms": [5.0] * 4,
-            "status_code": [500] * 4,
-            "ok": [False] * 4,
-            "trace_id": [None] * 4,
-        },
-        schema_overrides={"ts": pl.Datetime("us", "UTC"), "status_code": pl.Int32},
-    )
-    ev = Evaluator(
-        rules,
-        database=platform.database,
-        sources={"requests": failing},
-        pg_channel=platform.channel,
-    )
-    try:
-        report = ev.evaluate(now)
-    finally:
-        ev.close()
-    assert report.firing >= 1
-    return report
+    return fire_alert(platform.database, platform.channel, service)
 
 
 def test_alert_reaches_two_sessions_and_is_acknowledged_from_the_page(platform, browser):

@@ -14,7 +14,9 @@ compared in constant time. Roles are ``trader``, ``risk``, ``operator``, ``execu
 it (``admin`` opens everything). :class:`HashedPasswordAuth` plugs the file into Panel's
 login form (Panel's own ``--basic-auth`` file holds clear-text passwords); OAuth through
 Panel's providers is used instead when configured (``obsbench serve --oauth-provider``),
-with roles then taken from the users file by the OAuth user name.
+with roles then taken from the users file by the OAuth user name: :func:`oauth_provider`
+records each OAuth login, and turns away (HTTP 403, recorded as ``access_denied``) a user
+the provider knows but the users file does not.
 
 Examples
 --------
@@ -46,6 +48,7 @@ __all__ = [
     "demo_users",
     "hash_password",
     "load_users",
+    "oauth_provider",
     "verify_password",
     "write_users",
 ]
@@ -206,3 +209,72 @@ def auth_provider(users: dict[str, User], **kwargs: Any) -> Any:
     kwargs.setdefault("login_template", str(_TEMPLATES / "login.html"))
     kwargs.setdefault("logout_template", str(_TEMPLATES / "logout.html"))
     return _auth_provider_class()(users, **kwargs)
+
+
+def oauth_provider(provider: str, users: dict[str, User], **kwargs: Any) -> Any:
+    """Panel's OAuth provider ``provider`` (``github``, ``generic``...), checked against ``users``.
+
+    Panel's own login handler runs the OAuth flow; once the provider has named the user
+    (Panel's user key of that provider, e.g. ``PANEL_USER_KEY`` for ``generic``), a user in
+    ``users`` is logged in and recorded (``login``), anyone else gets HTTP 403 and is recorded
+    (``access_denied`` on ``/login``). The logout page is the offline one of
+    :func:`auth_provider`. Panel's other OAuth code reads ``panel.config.oauth_provider``:
+    :func:`obsbench.dashboards.serve.serve` sets it to ``provider``.
+    """
+    from panel.auth import AUTH_PROVIDERS, OAuthProvider
+    from tornado.web import HTTPError
+
+    if provider not in AUTH_PROVIDERS:
+        msg = f"unknown OAuth provider {provider!r}"
+        raise ConfigError(msg, hint=f"Panel's providers: {', '.join(sorted(AUTH_PROVIDERS))}.")
+
+    class CheckedOAuth(OAuthProvider):
+        """Panel's OAuth provider; only users of the users file get in."""
+
+        _handler: type | None = None
+
+        @property
+        def login_handler(self) -> type:
+            # As OAuthProvider.login_handler, for ``provider`` (read before Panel's config is)
+            base = AUTH_PROVIDERS[provider]
+            if self._error_template:
+                base._error_template = self._error_template
+            base._login_template = self._login_template
+            base._login_endpoint = self._login_endpoint
+            if self._handler is None:
+                self._handler = _checked_login_handler(base, provider, users, HTTPError)
+            return self._handler
+
+    kwargs.setdefault("logout_template", str(_TEMPLATES / "logout.html"))
+    return CheckedOAuth(**kwargs)
+
+
+def _checked_login_handler(
+    base: type, provider: str, users: dict[str, User], http_error: type
+) -> type:
+    class CheckedLogin(base):  # type: ignore[misc, valid-type]
+        async def get_authenticated_user(self, *args: Any, **kwargs: Any) -> Any:
+            user = await super().get_authenticated_user(*args, **kwargs)
+            if not kwargs.get("code") or user is None:
+                return user  # the redirect to the provider, or a failed exchange (Panel's 403)
+            from obsbench.dashboards import events
+
+            details = {"provider": provider, "remote_ip": self.request.remote_ip}
+            if user in users:
+                events.record(user, "login", "/login", details)
+                return user
+            events.record(
+                user, "access_denied", "/login", {**details, "reason": "not in the users file"}
+            )
+            # Panel has already set the login cookies; its error page clears only the
+            # cookies the request brought, so drop these here.
+            from panel.config import config
+
+            for name in ("user", "id_token", "access_token", "refresh_token", "oauth_expiry"):
+                self.clear_cookie(name, path=config.cookie_path)
+            raise http_error(
+                403, f"{user} is not a user of these dashboards.", reason="Access denied"
+            )
+
+    CheckedLogin.__name__ = CheckedLogin.__qualname__ = f"Checked{base.__name__}"
+    return CheckedLogin

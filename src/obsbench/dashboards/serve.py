@@ -22,7 +22,13 @@ from typing import Any
 
 from obsbench.dashboards.setup import Options, configure, runtime
 
-__all__ = ["authorize", "panel_serve_command", "serve", "server_kwargs"]
+__all__ = [
+    "authorize",
+    "panel_serve_command",
+    "serve",
+    "serve_resources_locally",
+    "server_kwargs",
+]
 
 log = logging.getLogger("obsbench.dashboards.serve")
 
@@ -34,11 +40,16 @@ UNUSED_LIFETIME_MS = 3000
 
 def authorize(user_info: dict[str, Any] | None, path: str) -> bool:
     """Panel ``authorize_callback``: may this user open ``path``? Logs and audits the answer."""
+    import panel as pn
+
     from obsbench.dashboards import events
     from obsbench.dashboards.auth import allowed
 
     rt = runtime()
-    user = str((user_info or {}).get("user") or (user_info or {}).get("email") or "anonymous")
+    # Panel's user name (the login form's, or the OAuth provider's user key) comes first: an
+    # OAuth id token has no "user" field and its e-mail is not the users-file name.
+    info = user_info or {}
+    user = str(pn.state.user or info.get("user") or info.get("email") or "anonymous")
     slug = path.strip("/").split("/")[0]
     if slug in ("", "home"):
         return True
@@ -100,8 +111,10 @@ def server_kwargs(
         Signs the login cookie (random per start by default; give one with several
         processes behind a load balancer).
     oauth
-        ``provider``, ``key``, ``secret``, ``encryption_key`` and optional
-        ``redirect_uri``: log in through Panel's OAuth provider instead of the form.
+        ``provider``, ``key``, ``secret`` and optional ``redirect_uri``: log in through
+        Panel's OAuth provider instead of the form, letting in only the users of ``users``
+        (:func:`obsbench.dashboards.auth.oauth_provider`; the encryption key is applied by
+        :func:`serve`).
     pages
         Discovered pages (default: :func:`obsbench.dashboards.pages.discover`).
     """
@@ -133,12 +146,13 @@ def server_kwargs(
         "cookie_secret": cookie_secret or secrets.token_urlsafe(32),
     }
     if oauth:
+        from obsbench.dashboards.auth import oauth_provider
+
         kwargs.update(
-            oauth_provider=oauth["provider"],
-            oauth_key=oauth.get("key"),
-            oauth_secret=oauth.get("secret"),
-            oauth_encryption_key=oauth.get("encryption_key"),
-            oauth_redirect_uri=oauth.get("redirect_uri"),
+            auth_provider=oauth_provider(oauth["provider"], users or {}),
+            oauth_key=oauth.get("key") or None,
+            oauth_secret=oauth.get("secret") or None,
+            oauth_redirect_uri=oauth.get("redirect_uri") or None,
         )
     elif users:
         from obsbench.dashboards.auth import auth_provider
@@ -165,11 +179,13 @@ def serve(options: Options, **kwargs: Any) -> None:
     configure(options)
     users = auth.load_users(options.users) if options.users else None
     found = pages.discover(options.apps)
-    if users or kwargs.get("oauth"):
+    oauth = kwargs.get("oauth")
+    if oauth:
+        _configure_oauth(oauth, users)
+    if users or oauth:
         pn.config.authorize_callback = authorize
-    if kwargs.get("oauth", {}) and kwargs["oauth"].get("encryption_key"):
-        pn.config.oauth_encryption_key = kwargs["oauth"]["encryption_key"]
     pn.config.reconnect = True
+    pn.state.on_session_created(serve_resources_locally)
     opts = server_kwargs(users=users, pages=found, **kwargs)
     if opts["num_procs"] == 1:
         runtime()  # start the model now, so the first page opens on computed data
@@ -178,6 +194,50 @@ def serve(options: Options, **kwargs: Any) -> None:
         extra={"fields": {"address": opts["address"], "port": opts["port"]}},
     )
     pn.serve(**opts)
+
+
+def _configure_oauth(oauth: dict[str, str], users: dict[str, Any] | None) -> None:
+    """Panel's global OAuth settings: the provider and the token-cookie encryption key."""
+    import panel as pn
+
+    from obsbench.errors import ConfigError
+
+    if not users:
+        msg = "--oauth-provider needs --users: the roles come from the users file"
+        raise ConfigError(
+            msg, hint="list the OAuth user names with their roles (docs/dashboards.md)."
+        )
+    key = oauth.get("encryption_key")
+    fernet = None
+    if key:  # what `panel serve --oauth-encryption-key` does (pn.serve ignores the option)
+        from cryptography.fernet import Fernet
+
+        try:
+            fernet = Fernet(key.encode("ascii"))
+        except ValueError:
+            msg = "--oauth-encryption-key must be 32 url-safe base64-encoded bytes"
+            raise ConfigError(msg, hint="generate one with `panel oauth-secret`.") from None
+    pn.config.oauth_provider = oauth["provider"]
+    if fernet is not None:
+        pn.config.oauth_encryption_key = key.encode("ascii")
+        pn.state.encryption = fernet
+
+
+def serve_resources_locally(session_context: Any) -> None:
+    """Panel ``on_session_created`` hook: the session loads Panel's CSS from this server.
+
+    Panel rewrites its stylesheet URLs from its CDN to the server's ``static/`` route only
+    for sessions created by the page request (``server_html_page_for_session`` sets the
+    document's ``dist_url``). With ``--num-procs N`` the page's websocket often reaches
+    another process, which creates the session from the token without that step, and the
+    theme, notification and markdown CSS then came from ``cdn.holoviz.org``.
+    """
+    from panel.io.resources import LOCAL_DIST
+    from panel.io.state import state
+
+    rel = state.rel_path
+    doc = session_context._document
+    doc._template_variables.setdefault("dist_url", f"{rel}/{LOCAL_DIST}" if rel else LOCAL_DIST)
 
 
 def panel_serve_command(

@@ -46,13 +46,31 @@ def test_server_kwargs_carry_the_panel_serve_options():
 
 
 def test_oauth_replaces_the_login_form():
+    from panel.auth import GithubLoginHandler, OAuthProvider
+
     from obsbench.dashboards.pages import discover
 
     kw = serve.server_kwargs(
         pages=discover(), oauth={"provider": "github", "key": "k", "secret": "s"}
     )
-    assert kw["oauth_provider"] == "github"
-    assert "auth_provider" not in kw
+    assert isinstance(kw["auth_provider"], OAuthProvider)
+    assert (kw["oauth_key"], kw["oauth_secret"], kw["oauth_redirect_uri"]) == ("k", "s", None)
+    handler = kw["auth_provider"].login_handler
+    # Panel's GitHub flow, with the users-file check on top
+    assert issubclass(handler, GithubLoginHandler)
+    assert handler is not GithubLoginHandler
+
+
+def test_oauth_options_are_checked():
+    from obsbench.errors import ConfigError
+
+    users = {"tess": auth.User("tess", "scrypt$x", frozenset({"trader"}))}
+    with pytest.raises(ConfigError, match="unknown OAuth provider"):
+        auth.oauth_provider("nope", users)
+    with pytest.raises(ConfigError, match="needs --users"):
+        serve._configure_oauth({"provider": "github"}, None)
+    with pytest.raises(ConfigError, match="32 url-safe base64"):
+        serve._configure_oauth({"provider": "github", "encryption_key": "short"}, users)
 
 
 def test_panel_serve_command_uses_setup_and_session_cleanup():

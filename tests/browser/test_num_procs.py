@@ -1,0 +1,102 @@
+"""`obsbench serve --num-procs 2`: pages load nothing from outside the server, and an alert
+published through the PostgreSQL bridge reaches live sessions in both server processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import Server, fire_alert, login, obsbench_serve, screenshot
+
+PROCS = 2
+MAX_TABS = 8  # the kernel hands each websocket to either process: open tabs until both have one
+
+
+@pytest.fixture(scope="module")
+def multi(platform) -> Iterator[tuple[Server, str, str]]:
+    """`obsbench serve --num-procs 2` on the platform's store, with its own alert channel."""
+    channel = f"obsbench_alerts_{uuid.uuid4().hex[:8]}"
+    args = ["--users", str(platform.home / "users.yaml"), "--num-procs", str(PROCS)]
+    with obsbench_serve(
+        platform.home, platform.database, channel, args, log_name="procs-server.log"
+    ) as server:
+        yield server, channel, platform.database
+
+
+def live_sessions_by_process(url: str, timeout: float = 20.0) -> dict[int, int]:
+    """Live sessions of each server process, from /health (answered by whichever accepts)."""
+    seen: dict[int, int] = {}
+    polls = 0
+    deadline = time.monotonic() + timeout
+    while (len(seen) < PROCS or polls < 12) and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:  # new connection
+            body = json.load(response)
+        seen[body["pid"]] = body["sessions"]
+        polls += 1
+    assert len(seen) == PROCS, f"/health answered from {sorted(seen)} only"
+    return seen
+
+
+def _is_local(request_url: str, server_url: str) -> bool:
+    parts, server = urlsplit(request_url), urlsplit(server_url)
+    if parts.scheme in ("data", "blob"):
+        return urlsplit(parts.path).netloc in ("", server.netloc)
+    return parts.netloc == server.netloc
+
+
+def test_num_procs_serves_everything_itself_and_alerts_reach_both_processes(multi, browser):
+    server, channel, database = multi
+    requests: list[str] = []
+    tabs = []
+    counts: dict[int, int] = {}
+    while len(tabs) < MAX_TABS:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("websocket", lambda ws: requests.append(ws.url))
+        login(page, server.url, "tess")
+        page.goto(f"{server.url}/alerts")
+        expect(page.locator(".obsbench-badge")).to_be_visible(timeout=30_000)
+        for text in ("Active alerts", "Recent alerts", "Acknowledge"):
+            expect(page.get_by_text(text, exact=False).first).to_be_visible(timeout=15_000)
+        tabs.append(page)
+        deadline = time.monotonic() + 30
+        while sum((counts := live_sessions_by_process(server.url)).values()) < len(tabs):
+            assert time.monotonic() < deadline, f"{len(tabs)} tabs, live sessions {counts}"
+            page.wait_for_timeout(500)
+        if all(counts.values()):
+            break
+    assert all(counts.values()), f"{MAX_TABS} tabs all landed in one process: {counts}"
+
+    outside = sorted({u for u in requests if not _is_local(u, server.url)})
+    assert outside == [], f"requests leaving the server: {outside}"
+    # Panel's theme and notification CSS came from its CDN before the fix: now from here
+    css = [u for u in requests if re.search(r"/static/extensions/panel/.*\.css", u)]
+    assert any("/theme/" in u for u in css), css
+    assert any("notifications.css" in u for u in css), css
+    assert any(u.startswith(f"ws://{urlsplit(server.url).netloc}/") for u in requests)
+
+    service = f"svc-procs-{int(time.time())}"
+    fire_alert(database, channel, service)
+    for page in tabs:
+        expect(page.locator(".notyf__message", has_text="BrowserTestErrors").first).to_be_visible(
+            timeout=15_000
+        )
+        expect(page.locator(".tabulator-row", has_text=f"{service} failing").first).to_be_visible(
+            timeout=15_000
+        )
+    screenshot(tabs[0], "num-procs-alerts")
+    pids = {json.loads(line)["pid"] for line in server.log.read_text().splitlines()
+            if line.startswith("{") and "dashboard runtime started" in line}  # fmt: skip
+    assert set(counts) <= pids
+    assert len(pids) == PROCS
+    for page in tabs:
+        page.context.close()
