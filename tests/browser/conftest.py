@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -155,8 +156,11 @@ def obsbench_serve(
         sys.executable, "-m", "obsbench", "serve", "--port", str(port),
         "--home", str(home), "--interval", "1", *args,
     ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    with log.open("w") as out:  # own process group: --num-procs forks children that
+        # outlive a SIGTERM to the parent alone (Tornado's fork_processes)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
     server = Server(f"http://127.0.0.1:{port}", log, proc)
     try:
         deadline = time.monotonic() + 60
@@ -173,12 +177,24 @@ def obsbench_serve(
             time.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (the server and its forked children), then KILL."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)  # any member left?
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
