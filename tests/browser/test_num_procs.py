@@ -4,7 +4,9 @@ published through the PostgreSQL bridge reaches live sessions in both server pro
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 import uuid
@@ -100,3 +102,29 @@ def test_num_procs_serves_everything_itself_and_alerts_reach_both_processes(mult
     assert len(pids) == PROCS
     for page in tabs:
         page.context.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_num_procs_children_stop_with_the_parent(platform):
+    """A SIGTERM to the parent alone (a service manager stopping it) stops every server."""
+    channel = f"obsbench_alerts_{uuid.uuid4().hex[:8]}"
+    args = ["--users", str(platform.home / "users.yaml"), "--num-procs", str(PROCS)]
+    with obsbench_serve(
+        platform.home, platform.database, channel, args, log_name="procs-stop.log"
+    ) as server:
+        children = set(live_sessions_by_process(server.url))
+        assert server.proc.pid not in children
+        assert len(children) == PROCS
+        server.proc.send_signal(signal.SIGTERM)  # the parent only, not its process group
+        server.proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while (alive := {pid for pid in children if _alive(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive == set(), f"server processes {sorted(alive)} outlived their parent"

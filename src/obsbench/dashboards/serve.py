@@ -13,9 +13,12 @@ services start on the first session of each process (:mod:`obsbench.dashboards.s
 
 from __future__ import annotations
 
+import ctypes
 import html
 import logging
+import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from obsbench.dashboards.setup import Options, configure, runtime
 
 __all__ = [
     "authorize",
+    "die_with_parent",
     "panel_serve_command",
     "serve",
     "serve_resources_locally",
@@ -189,6 +193,8 @@ def serve(options: Options, **kwargs: Any) -> None:
     opts = server_kwargs(users=users, pages=found, **kwargs)
     if opts["num_procs"] == 1:
         runtime()  # start the model now, so the first page opens on computed data
+    else:
+        os.register_at_fork(after_in_child=die_with_parent)
     log.info(
         "serving dashboards",
         extra={"fields": {"address": opts["address"], "port": opts["port"]}},
@@ -221,6 +227,23 @@ def _configure_oauth(oauth: dict[str, str], users: dict[str, Any] | None) -> Non
     if fernet is not None:
         pn.config.oauth_encryption_key = key.encode("ascii")
         pn.state.encryption = fernet
+
+
+def die_with_parent() -> None:
+    """In a forked server process: receive SIGTERM when the parent process dies.
+
+    With ``--num-procs N`` tornado forks N servers and the parent only waits for them; a
+    SIGTERM to the parent (a service manager stopping ``obsbench serve``) would otherwise
+    leave the children serving, orphaned. Linux ``prctl(PR_SET_PDEATHSIG)``; a no-op where
+    it is not available.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve_resources_locally(session_context: Any) -> None:
