@@ -110,7 +110,8 @@ class AlertsPage(ui.LivePage):
         rules = self._rules(recent)
         if rules != self.rule.options:
             self.rule.options = rules
-        self._show_rule()
+        if self.rule.value in {r["rule"] for r in rows}:  # its history changed
+            self._show_rule()
 
     def update(self, snap: Snapshot) -> None:
         """Alerts arrive by push (:meth:`on_alert`); the tick only refreshes the badge."""

@@ -7,7 +7,6 @@ command runs.
 from __future__ import annotations
 
 import os
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -140,6 +139,8 @@ def run_demo(
     config = demo.demo_config(
         days=days, seed=seed, incident_every=timedelta(minutes=incident_every)
     )
+    # The simulator and the evaluator run in processes of their own: the server's
+    # interpreter lock then serves the sessions (docs/dashboards.md, "obsbench demo").
     with Progress(
         TextColumn("[bold]simulating history"),
         BarColumn(),
@@ -148,17 +149,24 @@ def run_demo(
         console=err_console,
     ) as progress:
         task = progress.add_task("sim", total=days)
-        sim = demo.prepare(
-            store, config, progress=lambda done, total: progress.update(task, completed=done)
+        simulator = demo.spawn_simulator(
+            settings.home,
+            config,
+            interval=interval,
+            progress=lambda done, total: progress.update(task, completed=done),
         )
-    stop = threading.Event()
-    demo.start_simulator(store, sim, stop=stop)
+    children = [simulator]
     rules_note = "no shipped rules found (rules/*.yaml): alerts disabled"
     if evaluate:
         rules, every = demo.load_rules()
         if rules:
-            demo.start_evaluator(store, rules, interval=every, stop=stop)
-            rules_note = f"{len(rules)} rule(s) from {demo.SHIPPED_RULES}, every {every}"
+            evaluator, alerts = demo.spawn_evaluator(settings.home, interval=every)
+            demo.forward_alerts(alerts)
+            children.append(evaluator)
+            rules_note = (
+                f"{len(rules)} rule(s) from {demo.SHIPPED_RULES}, every {every} "
+                "(simulator and evaluator in processes of their own)"
+            )
     if users is None:
         accounts = auth.demo_users()
         users = auth.write_users(settings.home / "demo-users.yaml", accounts)
@@ -181,4 +189,5 @@ def run_demo(
     try:
         run(Options(home=settings.home, interval=interval, users=users), port=port, address=address)
     finally:
-        stop.set()
+        for child in children:
+            child.stop()

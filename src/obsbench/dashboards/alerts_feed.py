@@ -39,7 +39,16 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["COLUMNS", "DISPATCH_MS", "AlertBook", "acknowledge", "book", "rows", "silence"]
+__all__ = [
+    "COLUMNS",
+    "DISPATCH_MS",
+    "AlertBook",
+    "acknowledge",
+    "book",
+    "message_rows",
+    "rows",
+    "silence",
+]
 
 #: Milliseconds from an alert reaching this process's bus to a session handling it (its
 #: toast and table row are then sent), one value per session and alert; recent 2000.
@@ -108,6 +117,12 @@ def rows(message: dict[str, Any], *, received: datetime | None = None) -> list[d
     return [_alert_row(message, {}, received)]
 
 
+def message_rows(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a bus message: those the alert book stored on it, else converted now."""
+    stored = message.get("_rows")
+    return stored if isinstance(stored, list) else rows(message)
+
+
 class AlertBook:
     """Recent alert rows, the active set and per-rule history of one process.
 
@@ -129,10 +144,12 @@ class AlertBook:
 
         Runs on the publishing thread, before the sessions' handlers (the book subscribes
         first), and stamps the message with ``_received_ms`` so each session can measure
-        how long its toast waited for the event loop (:data:`DISPATCH_MS`).
+        how long its toast waited for the event loop (:data:`DISPATCH_MS`), and with
+        ``_rows``, its rows, converted once for all the sessions (:func:`message_rows`).
         """
         message.setdefault("_received_ms", time.time() * 1000)
         new = rows(message)
+        message.setdefault("_rows", new)
         with self._lock:
             for row in new:
                 self.received += 1

@@ -7,8 +7,14 @@ bursts, latency spikes, broker throttling and strategy drawdowns in turn, each
 ``incident_length`` long), so alerts fire and resolve while someone watches.
 :func:`prepare` writes the history and catches the store up to now;
 :func:`start_simulator` then appends a tick every ``interval`` seconds in a thread.
-``obsbench demo`` runs these, the alert evaluator and the server; the browser tests and the
-benchmark use the same functions with a smaller platform.
+The browser tests use these with a smaller platform.
+
+``obsbench demo`` runs the simulator and the alert evaluator in **processes of their own**
+(:func:`spawn_simulator`, :func:`spawn_evaluator`), so the server process's interpreter
+lock serves the sessions: the simulator writes the store, which the server tails; the
+evaluator's bus messages come back through a pipe and are published on the server's bus
+(:func:`forward_alerts`), whatever the database (SQLite or PostgreSQL). Both children stop
+when the server process ends, even when it is killed.
 
 Examples
 --------
@@ -22,20 +28,31 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import queue as queue_mod
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
+from obsbench.errors import ObsbenchError
 from obsbench.sim import Incident, LiveSimulator, SimConfig
 
 __all__ = [
     "SHIPPED_RULES",
+    "Child",
+    "DemoError",
     "demo_config",
+    "forward_alerts",
     "load_rules",
     "prepare",
     "session_around",
+    "spawn_evaluator",
+    "spawn_simulator",
     "start_evaluator",
     "start_simulator",
 ]
@@ -207,3 +224,171 @@ def start_evaluator(
     )
     thread.start()
     return thread, evaluator
+
+
+# -- separate processes (obsbench demo) ----------------------------------------------------
+class DemoError(ObsbenchError, RuntimeError):
+    """A demo process could not start."""
+
+
+_SPAWN = multiprocessing.get_context("spawn")  # no fork: the parent has threads (polars)
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    """Set ``stop`` when the parent process is gone (killed without cleaning up)."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            stop.set()
+
+
+def _child_stop(parent: int) -> threading.Event:
+    stop = threading.Event()
+    threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
+    return stop
+
+
+def _simulator_main(
+    home: str, config: SimConfig, interval: float, events: Any, parent: int
+) -> None:
+    from obsbench.store import Store
+
+    os.environ["OBSBENCH_HOME"] = home
+    stop = _child_stop(parent)
+    try:
+        store = Store(Path(home))
+        sim = prepare(store, config, progress=lambda done, total: events.put(("day", done, total)))
+        events.put(("ready", 0, 0))
+        sim.run_live(store, interval, stop, follow_clock=True)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group
+        pass
+    except Exception as exc:
+        events.put(("error", f"{type(exc).__name__}: {exc}", 0))
+        raise
+
+
+def _evaluator_main(
+    home: str, folder: str | None, interval: timedelta, alerts: Any, parent: int
+) -> None:
+    from obsbench.alerts.bus import bus
+    from obsbench.alerts.evaluator import Evaluator
+    from obsbench.store import Store
+
+    os.environ["OBSBENCH_HOME"] = home
+    stop = _child_stop(parent)
+    try:
+        rules, _ = load_rules(Path(folder) if folder else None)
+        # bridge=False: the messages go to the server through the pipe (SQLite or not).
+        evaluator = Evaluator(rules, store=Store(Path(home)), interval=interval, bridge=False)
+        bus.subscribe(alerts.put)
+        evaluator.run(stop=stop)
+    except KeyboardInterrupt:
+        pass
+
+
+class Child:
+    """A child process of the demo, stopped with :meth:`stop` (idempotent)."""
+
+    def __init__(self, process: Any, channel: Any = None) -> None:
+        self.process = process
+        self.channel = channel
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                self.channel.put(None)  # ends forward_alerts
+
+
+def spawn_simulator(
+    home: Path,
+    config: SimConfig,
+    *,
+    interval: float = 1.0,
+    progress: Callable[[int, int], object] | None = None,
+    timeout: float = 900.0,
+) -> Child:
+    """Write the history and go live in a child process; returns once the store is current.
+
+    The child runs :func:`prepare` (``progress(done, total)`` is called here per simulated
+    day), then appends a tick every ``interval`` seconds until stopped or orphaned.
+
+    Raises
+    ------
+    DemoError
+        If the child fails before the store is ready (its error in the message).
+    """
+    events = _SPAWN.Queue()
+    process = _SPAWN.Process(
+        target=_simulator_main,
+        args=(str(home), config, interval, events, os.getpid()),
+        name="obsbench-demo-simulator",
+        daemon=True,
+    )
+    process.start()
+    child = Child(process)
+    deadline = monotonic() + timeout
+    while True:
+        try:
+            kind, a, b = events.get(timeout=1.0)
+        except queue_mod.Empty:
+            if not process.is_alive() or monotonic() > deadline:
+                child.stop()
+                msg = (
+                    f"the demo simulator process stopped before the store was ready "
+                    f"(exit code {process.exitcode})"
+                )
+                raise DemoError(
+                    msg,
+                    hint="run `obsbench demo --summary` to see the simulator's own error.",
+                ) from None
+            continue
+        if kind == "day" and progress is not None:
+            progress(int(a), int(b))
+        elif kind == "error":
+            child.stop()
+            msg = f"the demo simulator failed: {a}"
+            raise DemoError(msg, hint="see the traceback above.")
+        elif kind == "ready":
+            return child
+
+
+def spawn_evaluator(
+    home: Path, *, interval: timedelta, folder: Path | None = None
+) -> tuple[Child, Any]:
+    """Run the shipped rules' evaluator in a child process.
+
+    Returns the child and the queue its bus messages arrive on (see :func:`forward_alerts`).
+    """
+    alerts = _SPAWN.Queue()
+    process = _SPAWN.Process(
+        target=_evaluator_main,
+        args=(str(home), str(folder) if folder else None, interval, alerts, os.getpid()),
+        name="obsbench-demo-evaluator",
+        daemon=True,
+    )
+    process.start()
+    return Child(process, alerts), alerts
+
+
+def forward_alerts(alerts: Any, alert_bus: Any = None) -> threading.Thread:
+    """Publish every message from ``alerts`` on this process's bus, in a daemon thread.
+
+    ``None`` on the queue ends the thread.
+    """
+    if alert_bus is None:
+        from obsbench.alerts.bus import bus as alert_bus
+
+    def run() -> None:
+        while True:
+            message = alerts.get()
+            if message is None:
+                return
+            alert_bus.publish(message)
+
+    thread = threading.Thread(target=run, name="obsbench-demo-alerts", daemon=True)
+    thread.start()
+    return thread

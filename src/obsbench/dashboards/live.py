@@ -318,6 +318,7 @@ class LiveModel:
         self._values_lock = threading.Lock()
         self.tick_costs: deque[dict[str, float]] = deque(maxlen=600)
         self._push_ms: dict[int, list[float]] = {}
+        self._push_cpu_ms: dict[int, list[float]] = {}
 
     # ------------------------------------------------------------------ subscriptions
     @property
@@ -372,6 +373,7 @@ class LiveModel:
         with self._lock:
             subs = list(self._subs.items())
         self._push_ms[snap.version] = []
+        self._push_cpu_ms[snap.version] = []
         for sid, (doc, handler, _) in subs:
             with self._lock:
                 if sid in self._pending:
@@ -386,12 +388,14 @@ class LiveModel:
                     self._pending.discard(sid)
         for old in [v for v in self._push_ms if v < snap.version - 30]:
             self._push_ms.pop(old, None)
+            self._push_cpu_ms.pop(old, None)
 
     def _run_handler(self, sid: int, handler: Callable[[Snapshot], None]) -> None:
         with self._lock:
             self._pending.discard(sid)
         snap = self._snapshot  # the newest, whatever was current when this was queued
         began = time.perf_counter()
+        began_cpu = time.thread_time()
         try:
             handler(snap)
         except Exception:
@@ -400,11 +404,22 @@ class LiveModel:
             costs = self._push_ms.get(snap.version)
             if costs is not None:
                 costs.append((time.perf_counter() - began) * 1000)
+            cpu = self._push_cpu_ms.get(snap.version)
+            if cpu is not None:
+                cpu.append((time.thread_time() - began_cpu) * 1000)
 
     def push_cost(self, version: int) -> tuple[int, float]:
         """Sessions updated and their summed event-loop time (ms) for snapshot ``version``."""
         costs = self._push_ms.get(version, [])
         return len(costs), float(sum(costs))
+
+    def push_cpu(self, version: int) -> float:
+        """CPU time (ms) of the event-loop thread spent updating the sessions for ``version``.
+
+        Unlike the wall time of :meth:`push_cost`, it does not grow when other processes
+        compete for the CPU.
+        """
+        return float(sum(self._push_cpu_ms.get(version, [])))
 
     # ------------------------------------------------------------------ loading
     def _load_initial(self) -> None:

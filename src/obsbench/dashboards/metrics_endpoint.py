@@ -156,7 +156,7 @@ class HealthHandler(tornado.web.RequestHandler):
     """``GET /health``: JSON status; 503 when the live model thread is not running.
 
     ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``push_ms``,
-    ``sessions``).
+    ``push_cpu_ms``: CPU time of the event loop for the session updates, ``sessions``).
     """
 
     def get(self) -> None:
@@ -190,7 +190,12 @@ class HealthHandler(tornado.web.RequestHandler):
         if ticks > 0:  # recent tick costs, for benchmarks and diagnosis
             recent = list(rt.model.tick_costs)[-ticks:]
             body["ticks"] = [
-                {**c, "push_ms": rt.model.push_cost(int(c["version"]))[1]} for c in recent
+                {
+                    **c,
+                    "push_ms": rt.model.push_cost(int(c["version"]))[1],
+                    "push_cpu_ms": rt.model.push_cpu(int(c["version"])),
+                }
+                for c in recent
             ]
             from obsbench.dashboards.alerts_feed import DISPATCH_MS
 

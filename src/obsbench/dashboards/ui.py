@@ -12,6 +12,8 @@ take polars; ``shared/recipes/panel.md`` pitfalls 3 and 4).
 from __future__ import annotations
 
 import html
+import itertools
+import json
 import logging
 import math
 import threading
@@ -26,7 +28,15 @@ import numpy as np
 import panel as pn
 import param
 import polars as pl
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, NumberFormatter
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJS,
+    Div,
+    HoverTool,
+    InlineStyleSheet,
+    LinearColorMapper,
+    NumberFormatter,
+)
 from bokeh.palettes import Category10_10, RdYlGn11
 from bokeh.plotting import figure
 
@@ -170,7 +180,10 @@ def _changed_cells(
     """``{column: [(row, value(column, row)), ...]}`` of the cells that differ, cached.
 
     ``None`` when the frames differ in shape (the caller replaces the data). NaN equals NaN.
-    The result is cached per (old, new, kind) for all sessions.
+    Compares the frames' column lists (converted once per frame, :func:`_column_lists`):
+    for the small tables of the pages this is a few microseconds, where one polars
+    expression per column costs about a millisecond. The result is cached per
+    (old, new, kind) for all sessions.
     """
     key = (id(old), id(new), kind)
     with _PANDAS_LOCK:
@@ -180,13 +193,12 @@ def _changed_cells(
     if old.schema != new.schema or old.height != new.height or not new.height:
         patch = None
     else:
+        as_text = kind == "cds"  # a DataTable shows temporal values as text
+        before = _column_lists(old, as_text=as_text)
+        after = _column_lists(new, as_text=as_text)
         patch = {}
         for col in new.columns:
-            a, b = new[col], old[col]
-            changed = a.ne_missing(b)
-            if a.dtype.is_float():
-                changed = changed & ~(a.is_nan() & b.is_nan()).fill_null(False)
-            idx = changed.arg_true().to_list()
+            idx = _differing(before[col], after[col])
             if idx:
                 patch[col] = [(i, value(col, i)) for i in idx]
     with _PANDAS_LOCK:
@@ -194,6 +206,16 @@ def _changed_cells(
         while len(_PATCHES) > 256:
             _PATCHES.popitem(last=False)
     return patch
+
+
+def _differing(before: list, after: list) -> list[int]:
+    """Positions where two equally long lists differ (NaN equals NaN; None differs from NaN)."""
+    # x != x only for NaN: a pair of NaNs is unchanged.
+    return [
+        i
+        for i, (a, b) in enumerate(zip(before, after, strict=True))
+        if a != b and (a == a or b == b)
+    ]
 
 
 class LiveTable:
@@ -290,12 +312,15 @@ def _select_filled(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFram
     return filled
 
 
-_COLUMNS: OrderedDict[int, tuple[pl.DataFrame, dict[str, list]]] = OrderedDict()
+_COLUMNS: OrderedDict[tuple[int, bool], tuple[pl.DataFrame, dict[str, list]]] = OrderedDict()
 
 
-def _columns(frame: pl.DataFrame) -> dict[str, list]:
-    """Column lists for a ``ColumnDataSource`` (temporal values as text), once per frame."""
-    key = id(frame)
+def _column_lists(frame: pl.DataFrame, *, as_text: bool) -> dict[str, list]:
+    """The frame's columns as Python lists, once per frame for all sessions.
+
+    Temporal values become text (``YYYY-MM-DD HH:MM:SS``) when ``as_text``.
+    """
+    key = (id(frame), as_text)
     with _PANDAS_LOCK:
         hit = _COLUMNS.get(key)
         if hit is not None and hit[0] is frame:
@@ -303,14 +328,19 @@ def _columns(frame: pl.DataFrame) -> dict[str, list]:
     out = {}
     for name in frame.columns:
         col = frame[name]
-        if col.dtype.is_temporal():
+        if as_text and col.dtype.is_temporal():
             col = col.dt.to_string("%Y-%m-%d %H:%M:%S")
         out[name] = col.to_list()
     with _PANDAS_LOCK:
         _COLUMNS[key] = (frame, out)
-        while len(_COLUMNS) > 256:
+        while len(_COLUMNS) > 512:
             _COLUMNS.popitem(last=False)
     return out
+
+
+def _columns(frame: pl.DataFrame) -> dict[str, list]:
+    """Column lists for a ``ColumnDataSource`` (temporal values as text), once per frame."""
+    return _column_lists(frame, as_text=True)
 
 
 def _cds_patch_between(old: pl.DataFrame, new: pl.DataFrame, columns: dict[str, list]) -> Any:
@@ -346,6 +376,18 @@ def _py(value: Any) -> Any:
     return value
 
 
+def _div(text: str, **kwargs: Any) -> Any:
+    """A Bokeh ``Div`` with the page CSS, wrapped in a Panel pane.
+
+    Setting ``div.text`` sends one property change. A Panel ``HTML`` pane costs several
+    milliseconds per change on the event loop (it re-derives all its model properties and
+    styles), which was most of a session's update when numbers and the badge change
+    every tick.
+    """
+    div = Div(text=text, stylesheets=[InlineStyleSheet(css=_CSS)], **kwargs)
+    return div, pn.pane.Bokeh(div, **kwargs)
+
+
 class Number:
     """A big number that is sent only when its formatted text changes."""
 
@@ -353,7 +395,7 @@ class Number:
         self.fmt = fmt
         self.suffix = suffix
         self.name = name
-        self.pane = pn.pane.HTML(self._html("–"), sizing_mode="stretch_width", min_width=160)
+        self.div, self.pane = _div(self._html("–"), sizing_mode="stretch_width", min_width=160)
 
     def _html(self, text: str, color: str = "#222") -> str:
         return (
@@ -366,6 +408,11 @@ class Number:
     def __panel__(self) -> Any:
         return self.pane
 
+    @property
+    def text(self) -> str:
+        """The HTML shown."""
+        return self.div.text
+
     def update(self, value: float | None, *, signed: bool = False) -> None:
         """Show ``value`` (``None`` or NaN as a dash); green/red when ``signed``."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -374,8 +421,8 @@ class Number:
             text = self.fmt.format(value)
             color = ("#1e7d32" if value >= 0 else "#b71c1c") if signed else "#222"
         new = self._html(text, color)
-        if self.pane.object != new:
-            self.pane.object = new
+        if self.div.text != new:
+            self.div.text = new
 
 
 def _epoch_ms(col: pl.Series) -> np.ndarray:
@@ -562,13 +609,7 @@ class Heatmap:
         if not isinstance(frame, pl.DataFrame) or frame.is_empty() or frame is self._shown:
             return
         self._shown = frame
-        frame = frame.sort(self.y, self.x)
-        xs = [str(v) for v in frame[self.x].to_list()]
-        ys = [str(v) for v in frame[self.y].to_list()]
-        vs = frame[self.value].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True)
-        finite = vs[np.isfinite(vs)]
-        span = float(np.abs(finite).max()) if len(finite) else 1.0
-        low, high = (-span, span) if self.diverging else (0.0, span)
+        xs, ys, vs, (low, high) = _heat_cells(frame, self.x, self.y, self.value, self.diverging)
         if (self.mapper.low, self.mapper.high) != (low, high):
             self.mapper.update(low=low, high=high)
         old = self.source.data
@@ -580,7 +621,87 @@ class Heatmap:
             return
         self.fig.x_range.factors = sorted(set(xs))
         self.fig.y_range.factors = sorted(set(ys), reverse=True)
-        self.source.data = {"x": xs, "y": ys, "v": vs}
+        self.source.data = {"x": list(xs), "y": list(ys), "v": vs.copy()}
+
+
+_HEAT: OrderedDict[tuple, tuple[pl.DataFrame, Any]] = OrderedDict()
+
+
+def _heat_cells(
+    frame: pl.DataFrame, x: str, y: str, value: str, diverging: bool
+) -> tuple[list[str], list[str], np.ndarray, tuple[float, float]]:
+    """Cells (x, y, value) sorted by y then x, and the colour range; once per frame."""
+    key = (id(frame), x, y, value, diverging)
+    with _PANDAS_LOCK:
+        hit = _HEAT.get(key)
+        if hit is not None and hit[0] is frame:
+            return hit[1]
+    ordered = frame.sort(y, x)
+    xs = [str(v) for v in ordered[x].to_list()]
+    ys = [str(v) for v in ordered[y].to_list()]
+    vs = ordered[value].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True)
+    finite = vs[np.isfinite(vs)]
+    span = float(np.abs(finite).max()) if len(finite) else 1.0
+    out = (xs, ys, vs, (-span, span) if diverging else (0.0, span))
+    with _PANDAS_LOCK:
+        _HEAT[key] = (frame, out)
+        while len(_HEAT) > 64:
+            _HEAT.popitem(last=False)
+    return out
+
+
+_TOAST_JS = """
+// One Notyf toaster per page (Panel loads the Notyf library for its notification area);
+// the toasts look and behave like Panel's (same classes: .notyf__message).
+if (typeof Notyf === "undefined") { return; }
+if (!window.__obsbench_toaster) {
+  window.__obsbench_toaster = new Notyf({
+    dismissible: true,
+    position: {x: "right", y: "top"},
+    types: [
+      {type: "warning", background: "#ffc107", icon: false},
+      {type: "info", background: "#007bff", icon: false},
+    ],
+  });
+}
+const batch = JSON.parse(cb_obj.text || "{}");
+for (const t of batch.toasts || []) {
+  window.__obsbench_toaster.open({type: t.type, message: t.message, duration: t.duration});
+}
+"""
+
+
+class Toaster:
+    """Toasts pushed to one session as a single string property change.
+
+    ``pn.state.notifications`` adds a new Bokeh model to the session's document for every
+    toast (and changes the list again when the browser dismisses it); each such change makes
+    Bokeh walk every model of the document to recompute its references, about 50-250 ms for
+    a page of tables and charts, per session and per alert. Here a hidden ``Div`` carries
+    the batch of toasts as JSON text, and a ``CustomJS`` callback on it opens them with the
+    Notyf library Panel already loads: setting a string sends one small message and
+    triggers no recomputation.
+    """
+
+    def __init__(self) -> None:
+        self.div = Div(text="", visible=False, width=0, height=0)
+        self.div.js_on_change("text", CustomJS(code=_TOAST_JS))
+        self.pane = pn.pane.Bokeh(self.div, width=0, height=0, margin=0)
+        self._seq = itertools.count(1)
+
+    def show(self, toasts: list[tuple[str, str, int]]) -> None:
+        """Open ``(type, text, duration_ms)`` toasts (type: error, warning, success, info)."""
+        if not toasts:
+            return
+        self.div.text = json.dumps(
+            {
+                "seq": next(self._seq),  # two equal batches still change the text
+                "toasts": [
+                    {"type": kind, "message": html.escape(text), "duration": duration}
+                    for kind, text, duration in toasts
+                ],
+            }
+        )
 
 
 def _unsubscribe(model: Any, sid: int, bus: Any, bus_sid: int, _ctx: Any) -> None:
@@ -608,9 +729,10 @@ class LivePage(pn.viewable.Viewer):
         self.rt = runtime()
         self.user = pn.state.user or ("anonymous" if self.rt.users else "local")
         self.roles = self.rt.roles_of(pn.state.user)
-        self.badge = pn.pane.HTML(
+        self._badge_div, self.badge = _div(
             '<span class="obsbench-badge obsbench-live">● connecting</span>', margin=(12, 10)
         )
+        self.toaster = Toaster()
         self.main = self.build()
         self._apply(self.rt.model.snapshot)
         # Push only once the browser has built the page: Tabulator fails on updates that
@@ -667,27 +789,28 @@ class LivePage(pn.viewable.Viewer):
         new = (
             f'<span class="obsbench-badge {css}" title="updated {snap.wall:%H:%M:%S}">{text}</span>'
         )
-        if self.badge.object != new:
-            self.badge.object = new
+        if self._badge_div.text != new:
+            self._badge_div.text = new
 
     def _on_alert_message(self, message: dict[str, Any]) -> None:
         received = message.get("_received_ms")
         if received is not None:
             alerts_feed.DISPATCH_MS.append(time.time() * 1000 - received)
-        rows = alerts_feed.rows(message)
+        rows = alerts_feed.message_rows(message)
+        toasts = []
         for row in rows:
             if row["status"] == "acknowledged":
                 continue
             text = f"{row['severity'].upper()} {row['rule']} {row['status']}: {row['summary']}"
-            notify = (
-                pn.state.notifications.success
+            kind = (
+                "success"
                 if row["status"] == "resolved"
-                else pn.state.notifications.error
+                else "error"
                 if row["severity"] in ("critical", "emergency")
-                else pn.state.notifications.warning
+                else "warning"
             )
-            if pn.state.notifications is not None:
-                notify(text, duration=6000)
+            toasts.append((kind, text, 6000))
+        self.toaster.show(toasts)
         self.on_alert(rows)
 
     def _nav(self) -> Any:
@@ -702,6 +825,7 @@ class LivePage(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         header = [
             pn.layout.HSpacer(),
+            self.toaster.pane,
             self.badge,
             pn.pane.HTML(
                 f'<span style="color:white;margin:14px 8px">{html.escape(self.user)}'

@@ -181,3 +181,11 @@ def test_book_stamps_when_a_message_reached_the_process():
     stamped = message["_received_ms"]
     alerts_feed.AlertBook().add(message)  # a second book keeps the first stamp
     assert message["_received_ms"] == stamped
+
+
+def test_sessions_share_the_rows_the_book_converted():
+    message = _message("firing")
+    stored = alerts_feed.AlertBook().add(message)
+    assert alerts_feed.message_rows(message) is stored  # no per-session conversion
+    fresh = _message("resolved")  # a message no book has seen is converted on the spot
+    assert [r["status"] for r in alerts_feed.message_rows(fresh)] == ["resolved"]

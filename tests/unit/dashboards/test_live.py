@@ -237,3 +237,20 @@ def test_report_runs_are_read_for_the_reports_page(live_store):
     assert runs.select("report", "status", "parameters", "error").rows() == [
         ("sla", "failed", '{"month": "2026-11"}', "cell 3 failed")
     ]
+
+
+def test_push_cpu_counts_the_handlers_cpu_time(live_store):
+    store, _ = live_store
+    model = LiveModel(store)
+
+    def busy(_snap):
+        import time
+
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+
+    model.subscribe(FakeDoc(), busy, groups=["pnl"])
+    model.tick()
+    assert model.push_cpu(1) >= 20.0
+    assert model.push_cpu(99) == 0.0  # unknown tick

@@ -52,15 +52,15 @@ def test_chart_source_patches_streams_and_replaces(monkeypatch):
 def test_number_sends_only_changed_text():
     n = ui.Number("P&L")
     n.update(1234.4, signed=True)
-    first = n.pane.object
+    first = n.text
     assert "1,234" in first
     assert "#1e7d32" in first
     n.update(1234.2, signed=True)
-    assert n.pane.object is first
+    assert n.text is first
     n.update(-5.0, signed=True)
-    assert "#b71c1c" in n.pane.object
+    assert "#b71c1c" in n.text
     n.update(float("nan"))
-    assert "–" in n.pane.object
+    assert "–" in n.text
 
 
 def test_line_chart_groups_series():
@@ -104,3 +104,25 @@ def test_live_table_sends_changed_columns_computed_once_for_all_sessions():
     third = pl.DataFrame({"name": ["a"], "value": [3.0]})
     sessions[0].update(third)  # reshaped: replaced
     assert sessions[0].source.data["value"] == [3.0]
+
+
+def test_changed_positions_treat_nan_as_equal_and_none_as_different():
+    nan = float("nan")
+    assert ui._differing([1.0, nan, None, "a"], [1.0, nan, nan, "b"]) == [2, 3]
+    assert ui._differing([], []) == []
+
+
+def test_toasts_are_one_string_change_without_new_models():
+    import json
+
+    toaster = ui.Toaster()
+    assert toaster.div.js_property_callbacks["change:text"]  # the browser opens them
+    toaster.show([("error", "CRITICAL <Rule> firing", 6000), ("success", "resolved", 6000)])
+    first = json.loads(toaster.div.text)
+    assert [t["type"] for t in first["toasts"]] == ["error", "success"]
+    assert first["toasts"][0]["message"] == "CRITICAL &lt;Rule&gt; firing"  # escaped
+    toaster.show([("error", "CRITICAL <Rule> firing", 6000), ("success", "resolved", 6000)])
+    assert toaster.div.text != json.dumps(first)  # the same batch again still changes
+    before = toaster.div.text
+    toaster.show([])
+    assert toaster.div.text == before  # nothing to show: nothing sent
