@@ -251,6 +251,7 @@ def main() -> int:
         help="Chromium pages among the --sessions (the rest are websocket clients); one "
         "phase per value (default: 2 and --sessions, i.e. also the all-Chromium mode)",
     )
+    parser.add_argument("--soak-only", action="store_true", help="skip the tick and latency phases")
     args = parser.parse_args()
     modes = args.browser_sessions or [2, args.sessions]
     if any(not 2 <= b <= args.sessions for b in modes):
@@ -308,38 +309,39 @@ def main() -> int:
                 executable_path=chromium, args=CHROMIUM_ARGS, headless=True
             )
             clients = WsSessions(base, "ada", password, mark=r"bench-(\d+)")
-            sessions = [open_session(browser, base, PAGES[0], password)]
-            wait_sessions(base, 1)
-            time.sleep(30)
-            one = tick_stats(base, 25)
-            one_load = load()
-            sessions.append(open_session(browser, base, "alerts", password))
-            wait_sessions(base, 2)
-            time.sleep(10)
-            lat_two = push_latency(sessions, database, channel, args.alerts, 0)
-            two_load = load()
-            print("\n== 1 session (Chromium)")
-            print(
-                f"  tick cost (ms), compute = shared live model, push = session updates: "
-                f"{json.dumps(one)}  [{one_load}]"
-            )
-            print(
-                f"== alert push latency with 2 sessions (Chromium), evaluator -> toast in the "
-                f"DOM (ms)  [{two_load}]"
-            )
-            for name, values in lat_two.items():
-                print(f"  {name} session: {summary(values, args.alerts)}")
-            for phase, browsers in enumerate(modes, start=1):
-                try:
-                    many_sessions(
-                        browser, clients, base, password, sessions, args, browsers, phase,
-                        database, channel,
-                    )  # fmt: skip
-                except Exception as exc:  # report it and go on with the next phase / the soak
-                    print(f"  phase with {browsers} Chromium pages failed: {exc!r}  [{load()}]")
-                    traceback.print_exc(file=sys.stdout)
-            for context, _ in sessions:
-                context.close()
+            if not args.soak_only:
+                sessions = [open_session(browser, base, PAGES[0], password)]
+                wait_sessions(base, 1)
+                time.sleep(30)
+                one = tick_stats(base, 25)
+                one_load = load()
+                sessions.append(open_session(browser, base, "alerts", password))
+                wait_sessions(base, 2)
+                time.sleep(10)
+                lat_two = push_latency(sessions, database, channel, args.alerts, 0)
+                two_load = load()
+                print("\n== 1 session (Chromium)")
+                print(
+                    f"  tick cost (ms), compute = shared live model, push = session updates: "
+                    f"{json.dumps(one)}  [{one_load}]"
+                )
+                print(
+                    f"== alert push latency with 2 sessions (Chromium), evaluator -> toast in the "
+                    f"DOM (ms)  [{two_load}]"
+                )
+                for name, values in lat_two.items():
+                    print(f"  {name} session: {summary(values, args.alerts)}")
+                for phase, browsers in enumerate(modes, start=1):
+                    try:
+                        many_sessions(
+                            browser, clients, base, password, sessions, args, browsers, phase,
+                            database, channel,
+                        )  # fmt: skip
+                    except Exception as exc:  # report it and go on with the next phase / the soak
+                        print(f"  phase with {browsers} Chromium pages failed: {exc!r}  [{load()}]")
+                        traceback.print_exc(file=sys.stdout)
+                for context, _ in sessions:
+                    context.close()
 
             # -- memory soak: sessions open and close
             print(
@@ -354,17 +356,22 @@ def main() -> int:
             next_sample = t0
             rng = random.Random(7)
             opened = 0
+            failed: list[str] = []
             while time.monotonic() - t0 < args.minutes * 60:
-                if len(open_ctx) < 5:
-                    open_ctx.append(open_session(browser, base, rng.choice(PAGES), password)[0])
-                    opened += 1
-                else:
-                    open_ctx.pop(rng.randrange(len(open_ctx))).close()
-                if len(open_ws) < 10:
-                    open_ws.append(clients.open(rng.choice(PAGES)))
-                    opened += 1
-                else:
-                    clients.close(open_ws.pop(rng.randrange(len(open_ws))))
+                try:  # a page that does not go live in time is counted, not fatal
+                    if len(open_ctx) < 5:
+                        context, _ = open_session(browser, base, rng.choice(PAGES), password)
+                        open_ctx.append(context)
+                        opened += 1
+                    else:
+                        open_ctx.pop(rng.randrange(len(open_ctx))).close()
+                    if len(open_ws) < 10:
+                        open_ws.append(clients.open(rng.choice(PAGES)))
+                        opened += 1
+                    else:
+                        clients.close(open_ws.pop(rng.randrange(len(open_ws))))
+                except Exception as exc:
+                    failed.append(f"{(time.monotonic() - t0) / 60:.1f} min: {exc!r}"[:200])
                 if time.monotonic() >= next_sample:
                     rss = metric(base, "process_resident_memory_bytes") / 2**20
                     samples.append(((time.monotonic() - t0) / 60, rss))
