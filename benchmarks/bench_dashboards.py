@@ -404,6 +404,9 @@ def main() -> int:
                 print(
                     "  RSS samples (min, MB): " + " ".join(f"{t:.1f}:{r:.0f}" for t, r in samples)
                 )
+                print(f"  session opens that failed: {len(failed)}")
+                for line in failed[:10]:
+                    print(f"    {line}")
             browser.close()
     finally:
         proc.terminate()
