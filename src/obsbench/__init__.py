@@ -24,12 +24,12 @@ from obsbench.errors import (
 )
 
 if TYPE_CHECKING:
-    from obsbench import alerts, audit, config, load, metrics, reports, schemas, sim, store
+    from obsbench import alerts, audit, config, log, metrics, reports, schemas, sim, store
 
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
-    {"alerts", "audit", "config", "load", "metrics", "reports", "schemas", "sim", "store", "log"}
+    {"alerts", "audit", "config", "log", "metrics", "reports", "schemas", "sim", "store"}
 )
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "alerts",
     "audit",
     "config",
-    "load",
+    "log",
     "metrics",
     "reports",
     "schemas",

@@ -34,3 +34,11 @@ def test_import_with_heavy_packages_blocked() -> None:
         [sys.executable, "-c", blocker], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "1"
+
+
+def test_every_advertised_submodule_imports() -> None:
+    """Each name in ``obsbench.__all__`` resolves (a lazy submodule must exist)."""
+    code = "import obsbench as ob; [getattr(ob, name) for name in ob.__all__]; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

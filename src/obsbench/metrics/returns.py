@@ -188,8 +188,9 @@ def _f_annual_volatility(r: pl.Expr, p: float) -> pl.Expr:
 
 
 def _f_downside_risk(r: pl.Expr, required_return: float, p: float) -> pl.Expr:
+    # ** 2, not shortfall * shortfall: polars would evaluate the clip twice.
     shortfall = _excess(r, required_return).clip(upper_bound=0.0)
-    return nan_where(r.len() == 0, (shortfall * shortfall).mean().sqrt() * math.sqrt(p))
+    return ((shortfall**2).mean().sqrt() * math.sqrt(p)).fill_null(NAN)  # no rows: NaN
 
 
 def _f_sharpe_ratio(r: pl.Expr, risk_free: float, p: float) -> pl.Expr:
@@ -237,7 +238,9 @@ def _f_omega_ratio(r: pl.Expr, threshold: float) -> pl.Expr:
 
 
 def _f_max_drawdown(w: pl.Expr) -> pl.Expr:
-    return nan_where(w.len() == 0, _underwater_ratio(w).min() - 1.0)
+    # min(w / max(peak, 1)) without a clip pass: where the peak is below the starting
+    # wealth 1.0, w / 1.0 = w is the smaller of the two. No rows: NaN.
+    return (pl.min_horizontal((w / w.cum_max()).min(), w.min()) - 1.0).fill_null(NAN)
 
 
 def _f_calmar_ratio(w: pl.Expr, p: float) -> pl.Expr:
@@ -550,6 +553,8 @@ def value_at_risk(
     """
     level = ensure_level(level)
     ensure_choice(method, VAR_METHODS, param_name="method")
+    if method == "historical":  # one reference to the returns: a `let` would only add a copy
+        return _f_value_at_risk(_clean(ret), level, method).alias("value_at_risk")
     return _scalar(ret, _RETURNS, _f_value_at_risk(_E, level, method), "value_at_risk")
 
 
