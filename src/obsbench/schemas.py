@@ -24,7 +24,10 @@ Hint: fix the listed columns/rows; ...
 
 from __future__ import annotations
 
-from typing import overload
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar, overload
 
 import dataframely as dy
 import polars as pl
@@ -294,6 +297,16 @@ def validate(
     UnknownName
         If ``dataset`` is not a canonical dataset.
     """
+    return memoized(
+        ("validate", dataset, allow_extra),
+        (frame,),
+        lambda: _validate(frame, dataset, allow_extra=allow_extra),
+    )
+
+
+def _validate(
+    frame: pl.DataFrame | pl.LazyFrame, dataset: str, *, allow_extra: bool
+) -> pl.DataFrame | pl.LazyFrame:
     schema = _schema(dataset)
     lazy = isinstance(frame, pl.LazyFrame)
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
@@ -326,6 +339,58 @@ def validate(
     ordered = df.select([*expected, *(extra if allow_extra else [])])
     _check_rows(ordered.select(list(expected)), dataset, schema)
     return ordered.lazy() if lazy else ordered
+
+
+_T = TypeVar("_T")
+_MEMO: ContextVar[dict[tuple[Any, ...], tuple[tuple[object, ...], Any]] | None] = ContextVar(
+    "obsbench_validation_memo", default=None
+)
+
+
+@contextmanager
+def validation_memo() -> Iterator[None]:
+    """Check each frame once inside the block, however many metrics receive it.
+
+    Inside the block, :func:`validate` (and the cross-frame checks of
+    :mod:`obsbench.metrics.execution`) given the *same frame object* again return the first
+    result instead of re-checking it. The live dashboard model wraps each tick in it, since
+    four view groups receive the day's orders, fills and quotes. The memo belongs to the
+    current thread (a ``ContextVar``) and ends with the block; frames must not be changed
+    in place inside it (polars frames are only changed by a few explicit in-place methods).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> quotes = empty("quotes")
+    >>> with validation_memo():
+    ...     validate(quotes, "quotes") is validate(quotes, "quotes")
+    True
+    >>> validate(quotes, "quotes") is validate(quotes, "quotes")
+    False
+    """
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def memoized(tag: tuple[Any, ...], frames: tuple[object, ...], compute: Callable[[], _T]) -> _T:
+    """``compute()``, or its earlier result for the same ``tag`` and frame objects.
+
+    Only inside :func:`validation_memo`; elsewhere it always computes. The frames are kept
+    referenced with the result, so their ``id`` cannot be reused within the block.
+    """
+    memo = _MEMO.get()
+    if memo is None:
+        return compute()
+    key = (*tag, *map(id, frames))
+    hit = memo.get(key)
+    if hit is not None:
+        return hit[1]
+    result = compute()
+    memo[key] = (frames, result)
+    return result
 
 
 def _schema(dataset: str) -> type[dy.Schema]:

@@ -196,3 +196,30 @@ def test_duplicate_keys_found_whatever_their_order(ids: list[str]) -> None:
     with pytest.raises(SchemaError, match=r"duplicate key \(span_id\)"):
         schemas.validate(spans, "spans")
     assert schemas.validate(spans.unique("span_id"), "spans").height == 3
+
+
+def test_validation_memo_checks_each_frame_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = schemas._validate
+    monkeypatch.setattr(
+        schemas,
+        "_validate",
+        lambda frame, dataset, **kw: calls.append(dataset) or real(frame, dataset, **kw),
+    )
+    q = quotes()
+    with schemas.validation_memo():
+        first = schemas.validate(q, "quotes")
+        assert schemas.validate(q, "quotes") is first  # the same object: not checked again
+        schemas.validate(q.clone(), "quotes")  # another object: checked
+        schemas.validate(q, "quotes", allow_extra=True)  # other options: checked
+    assert calls == ["quotes"] * 3
+    schemas.validate(q, "quotes")  # outside the block: always checked
+    assert len(calls) == 4
+
+
+def test_validation_memo_never_remembers_a_failure() -> None:
+    bad = quotes(bid=[101.0, 50.0])  # ask < bid
+    with schemas.validation_memo():
+        for _ in range(2):
+            with pytest.raises(SchemaError, match="ask"):
+                schemas.validate(bad, "quotes")

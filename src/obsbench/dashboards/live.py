@@ -519,6 +519,10 @@ class LiveModel:
         The background thread calls this every ``interval`` seconds; tests call it
         directly.
         """
+        with schemas.validation_memo():  # the groups share the day's frames: check them once
+            return self._refresh()
+
+    def _refresh(self) -> Snapshot:
         began = time.perf_counter()
         wall = datetime.now(UTC)
         if not self._started:

@@ -760,7 +760,16 @@ class _Checked:
 
 
 def _checked(orders: Frame, fills: Frame, quotes: Frame | None = None) -> _Checked:
-    """Validate ``orders``, ``fills`` (and ``quotes``) together; raise on any problem."""
+    """Validate ``orders``, ``fills`` (and ``quotes``) together; raise on any problem.
+
+    Inside :func:`obsbench.schemas.validation_memo`, once per set of frame objects.
+    """
+    return schemas.memoized(
+        ("execution",), (orders, fills, quotes), lambda: _check(orders, fills, quotes)
+    )
+
+
+def _check(orders: Frame, fills: Frame, quotes: Frame | None) -> _Checked:
     o = schemas.validate(_collect(orders), "orders", allow_extra=True)
     f = schemas.validate(_collect(fills), "fills", allow_extra=True)
     q = None if quotes is None else schemas.validate(_collect(quotes), "quotes", allow_extra=True)

@@ -254,3 +254,24 @@ def test_push_cpu_counts_the_handlers_cpu_time(live_store):
     model.tick()
     assert model.push_cpu(1) >= 20.0
     assert model.push_cpu(99) == 0.0  # unknown tick
+
+
+def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch):
+    """pnl, activity, execution and risk all receive the day's orders: one check a tick."""
+    from obsbench import schemas
+
+    store, _ = live_store
+    model = LiveModel(store)
+    model.tick()  # the first tick loads the day
+    checked: list[str] = []
+    real = schemas._validate
+    monkeypatch.setattr(
+        schemas,
+        "_validate",
+        lambda frame, dataset, **kw: checked.append(dataset) or real(frame, dataset, **kw),
+    )
+    for _ in range(3):  # execution and risk take turns: every group runs once in 3 ticks
+        model.tick()
+    # the day's orders once a tick, and execution's window of them once
+    assert checked.count("orders") == 3 + 1
+    assert model.snapshot.stale_since(["pnl", "activity", "execution", "risk"]) is None

@@ -615,11 +615,10 @@ def test_summary_matches_a_plain_implementation(seed: int) -> None:
     want = _reference_summary(orders, fills, quotes)
     got = obm.execution_summary(orders, fills, quotes).select(want.columns)
     _assert_frames_close(got, want)
-    # quotes time-major, symbol-major or shuffled: the same mids
+    # quotes time-major, symbol-major or shuffled: the same mids (to rounding: polars 2
+    # sums a group's rows in no fixed order, so two runs may differ in the last bits)
     for q in (quotes.sort("ts"), quotes.sort("symbol", "ts"), quotes.sample(fraction=1.0)):
-        assert obm.execution_summary(orders, fills, q).equals(
-            obm.execution_summary(orders, fills, quotes)
-        )
+        _assert_frames_close(obm.execution_summary(orders, fills, q).select(want.columns), got)
 
 
 def test_hash_collisions_fall_back_to_exact_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -631,7 +630,7 @@ def test_hash_collisions_fall_back_to_exact_keys(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(
         execution, "_key_hash", lambda cols: (pl.col(cols[0]).hash() * 0 + 7).alias("_h")
     )
-    assert obm.execution_summary(orders, fills, quotes).equals(want)
+    _assert_frames_close(obm.execution_summary(orders, fills, quotes), want)
     with pytest.raises(SchemaError, match="absent from orders"):
         obm.execution_summary(orders.slice(1), fills, quotes)
 
@@ -642,7 +641,7 @@ def test_quote_keys_overflowing_int64_use_join_asof(monkeypatch: pytest.MonkeyPa
     orders, fills, quotes = _random_book(4)
     want = obm.execution_summary(orders, fills, quotes)
     monkeypatch.setattr(execution, "_KEY_LIMIT", 1)
-    assert obm.execution_summary(orders, fills, quotes).equals(want)
+    _assert_frames_close(obm.execution_summary(orders, fills, quotes), want)
 
 
 def test_mid_at_eager_equals_lazy() -> None:
