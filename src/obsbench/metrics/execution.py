@@ -67,7 +67,7 @@ shape: (2, 2)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, TypeAlias, TypeVar
 
@@ -762,17 +762,18 @@ class _Checked:
 def _checked(orders: Frame, fills: Frame, quotes: Frame | None = None) -> _Checked:
     """Validate ``orders``, ``fills`` (and ``quotes``) together; raise on any problem.
 
-    Inside :func:`obsbench.schemas.validation_memo`, once per set of frame objects.
+    Inside :func:`obsbench.schemas.validation_memo`, once per pair of frame objects, with
+    or without quotes.
     """
-    return schemas.memoized(
-        ("execution",), (orders, fills, quotes), lambda: _check(orders, fills, quotes)
-    )
-
-
-def _check(orders: Frame, fills: Frame, quotes: Frame | None) -> _Checked:
     o = schemas.validate(_collect(orders), "orders", allow_extra=True)
     f = schemas.validate(_collect(fills), "fills", allow_extra=True)
     q = None if quotes is None else schemas.validate(_collect(quotes), "quotes", allow_extra=True)
+    pair = schemas.memoized(("execution",), (o, f), lambda: _linked(o, f))
+    return replace(pair, quotes=q)
+
+
+def _linked(o: pl.DataFrame, f: pl.DataFrame) -> _Checked:
+    """Link validated fills to their orders; raise on fills that do not fit their order."""
     row = _lookup(f.select("order_id"), o.select("order_id"))
     known = row.is_not_null()
     matched = (f, row) if known.all() else (f.filter(known), row.filter(known))
@@ -786,7 +787,7 @@ def _check(orders: Frame, fills: Frame, quotes: Frame | None) -> _Checked:
             hint="every fill must belong to an order in `orders`, with the order's side and "
             "symbol, at or after its ts, and at most its quantity in total.",
         )
-    return _Checked(totals, f, q, row)
+    return _Checked(totals, f, None, row)
 
 
 def _validated(

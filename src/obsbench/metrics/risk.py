@@ -493,7 +493,21 @@ def latest_marks(quotes: F, *, at: datetime | None = None) -> F:
 def _marked(
     positions: Frame, prices: Frame, sectors: Source | bool, need_sector: bool
 ) -> pl.DataFrame:
-    """Positions with ``px``, ``notional`` (and ``sector``), every symbol priced/mapped."""
+    """Positions with ``px``, ``notional`` (and ``sector``), every symbol priced/mapped.
+
+    Inside :func:`obsbench.schemas.validation_memo`, once per set of frame objects (the
+    risk page marks the same positions for four exposures, the limits and two stresses).
+    """
+    return schemas.memoized(
+        ("marked", need_sector),
+        (positions, prices, sectors),
+        lambda: _mark(positions, prices, sectors, need_sector),
+    )
+
+
+def _mark(
+    positions: Frame, prices: Frame, sectors: Source | bool, need_sector: bool
+) -> pl.DataFrame:
     check_columns(positions, ("strategy", "symbol", "qty"), numeric=("qty",), dataset="positions")
     check_columns(prices, ("symbol", "px"), numeric=("px",), dataset="prices")
     pos = (

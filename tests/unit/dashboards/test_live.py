@@ -259,6 +259,7 @@ def test_push_cpu_counts_the_handlers_cpu_time(live_store):
 def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch):
     """pnl, activity, execution and risk all receive the day's orders: one check a tick."""
     from obsbench import schemas
+    from obsbench.metrics import risk
 
     store, _ = live_store
     model = LiveModel(store)
@@ -270,8 +271,14 @@ def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch):
         "_validate",
         lambda frame, dataset, **kw: checked.append(dataset) or real(frame, dataset, **kw),
     )
+    marked: list[bool] = []
+    real_mark = risk._mark
+    monkeypatch.setattr(risk, "_mark", lambda *args: marked.append(args[-1]) or real_mark(*args))
     for _ in range(3):  # execution and risk take turns: every group runs once in 3 ticks
         model.tick()
+    # the risk page's 4 exposures, limits and 2 stress tests mark the positions once each
+    # way (with and without sectors), not 7 times
+    assert sorted(marked) == [False, True]
     # the day's orders once a tick, and execution's window of them once
     assert checked.count("orders") == 3 + 1
     assert model.snapshot.stale_since(["pnl", "activity", "execution", "risk"]) is None
