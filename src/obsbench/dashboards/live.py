@@ -316,7 +316,9 @@ class LiveModel:
         self._stop = threading.Event()
         self._side: dict[str, threading.Thread] = {}
         self._values_lock = threading.Lock()
-        self.tick_costs: deque[dict[str, float]] = deque(maxlen=600)
+        #: Per tick: compute_ms, sessions, and groups_ms (each group computed, in ms).
+        self.tick_costs: deque[dict[str, Any]] = deque(maxlen=600)
+        self._group_ms: dict[str, float] = {}
         self._push_ms: dict[int, list[float]] = {}
         self._push_cpu_ms: dict[int, list[float]] = {}
 
@@ -585,8 +587,15 @@ class LiveModel:
         )
         self._snapshot = snap
         compute_ms = (time.perf_counter() - began) * 1000
+        with self._values_lock:  # side groups that finished since the last tick count too
+            group_ms, self._group_ms = self._group_ms, {}
         self.tick_costs.append(
-            {"version": snap.version, "compute_ms": compute_ms, "sessions": self.sessions}
+            {
+                "version": snap.version,
+                "compute_ms": compute_ms,
+                "sessions": self.sessions,
+                "groups_ms": group_ms,
+            }
         )
         self._publish(snap)
         return snap
@@ -668,6 +677,7 @@ class LiveModel:
 
     def _run_group(self, group: str, fn: Callable[[], dict[str, Any]], wall: datetime) -> bool:
         state = self._states[group]
+        began = time.perf_counter()
         try:
             values = fn()
         except Exception as exc:
@@ -676,6 +686,7 @@ class LiveModel:
             return False
         with self._values_lock:  # side threads update values too
             self._values.update(values)
+            self._group_ms[group] = (time.perf_counter() - began) * 1000
         state.last_ok = wall
         state.error = None
         return True

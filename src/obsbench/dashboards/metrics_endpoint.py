@@ -155,8 +155,9 @@ class MetricsHandler(tornado.web.RequestHandler):
 class HealthHandler(tornado.web.RequestHandler):
     """``GET /health``: JSON status; 503 when the live model thread is not running.
 
-    ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``push_ms``,
-    ``push_cpu_ms``: CPU time of the event loop for the session updates, ``sessions``).
+    ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``groups_ms``: each
+    view group computed in that tick, ``push_ms``, ``push_cpu_ms``: CPU time of the event
+    loop for the session updates, ``sessions``).
     """
 
     def get(self) -> None:

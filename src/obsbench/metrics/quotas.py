@@ -133,6 +133,15 @@ def throttled_windows(used: IntoExpr = "used", limit: IntoExpr = "limit") -> pl.
     return (u > lim).sum().alias("throttled_windows")
 
 
+def _line(
+    n: float, s_d: pl.Expr, s_y: pl.Expr, s_dd: pl.Expr, s_dy: pl.Expr
+) -> tuple[pl.Expr, pl.Expr]:
+    """Least-squares slope and level (at ``d = 0``) from the sums over ``n`` points."""
+    denom = n * s_dd - s_d * s_d
+    slope = pl.when(denom > 0).then((n * s_dy - s_d * s_y) / denom)
+    return slope, (s_y - slope * s_d) / n
+
+
 def _fit(used: IntoExpr, ts: IntoExpr, lookback: int) -> tuple[pl.Expr, pl.Expr]:
     """Least-squares slope (per second) and fitted level of ``used`` over the last rows.
 
@@ -143,15 +152,39 @@ def _fit(used: IntoExpr, ts: IntoExpr, lookback: int) -> tuple[pl.Expr, pl.Expr]
     t = to_expr(ts, param_name="ts")
     ds = [(t.shift(j) - t).dt.total_microseconds().cast(pl.Float64) / 1e6 for j in range(lookback)]
     ys = [y.shift(j) for j in range(lookback)]
-    n = float(lookback)
-    s_d = pl.sum_horizontal(ds, ignore_nulls=False)
-    s_y = pl.sum_horizontal(ys, ignore_nulls=False)
-    s_dd = pl.sum_horizontal([d * d for d in ds], ignore_nulls=False)
-    s_dy = pl.sum_horizontal([d * v for d, v in zip(ds, ys, strict=True)], ignore_nulls=False)
-    denom = n * s_dd - s_d * s_d
-    slope = pl.when(denom > 0).then((n * s_dy - s_d * s_y) / denom)
-    level = (s_y - slope * s_d) / n
-    return slope, level
+    return _line(
+        float(lookback),
+        pl.sum_horizontal(ds, ignore_nulls=False),
+        pl.sum_horizontal(ys, ignore_nulls=False),
+        pl.sum_horizontal([d * d for d in ds], ignore_nulls=False),
+        pl.sum_horizontal([d * v for d, v in zip(ds, ys, strict=True)], ignore_nulls=False),
+    )
+
+
+def _fit_last(lookback: int) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`_fit` at a group's last row, as aggregations over the group's last rows.
+
+    The same line from sums taken in one pass (``group_by(...).tail(lookback)`` first)
+    instead of ``lookback`` shifted copies of the series: the summary needs one value per
+    group, not the rolling series. Null with fewer than ``lookback`` rows, as :func:`_fit`.
+    """
+    y = pl.col("used").cast(pl.Float64)
+    d = (pl.col("ts") - pl.col("ts").last()).dt.total_microseconds().cast(pl.Float64) / 1e6
+    slope, level = _line(float(lookback), d.sum(), y.sum(), (d * d).sum(), (d * y).sum())
+    enough = pl.len() >= lookback
+    return pl.when(enough).then(slope), pl.when(enough).then(level)
+
+
+def _exhaustion(slope: pl.Expr, level: pl.Expr, lim: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(slope.is_null())
+        .then(None)
+        .when(level >= lim)
+        .then(0.0)
+        .when(slope <= 0)
+        .then(float("inf"))
+        .otherwise((lim - level) / slope)
+    )
 
 
 @metric(data=("used", "ts"), output="series")
@@ -237,16 +270,7 @@ def time_to_exhaustion(
     lookback = max(ensure_window(lookback, param_name="lookback"), 2)
     slope, level = _fit(used, ts, lookback)
     lim = to_expr(limit, param_name="limit").cast(pl.Float64)
-    tte = (
-        pl.when(slope.is_null())
-        .then(None)
-        .when(level >= lim)
-        .then(0.0)
-        .when(slope <= 0)
-        .then(float("inf"))
-        .otherwise((lim - level) / slope)
-    )
-    return tte.alias("time_to_exhaustion_s")
+    return _exhaustion(slope, level, lim).alias("time_to_exhaustion_s")
 
 
 def _norm_by(by: str | Sequence[str]) -> list[str]:
@@ -372,9 +396,12 @@ def quota_summary(
     check_columns(api_usage, [*by_cols, "ts", "used", "limit"], dataset=_DATASET, temporal=["ts"])
     u = api_utilisation().fill_nan(None)
     tail = api_usage.sort([*by_cols, "ts"]).group_by(by_cols, maintain_order=True).tail(lookback)
+    slope, level = _fit_last(lookback)
     forecast = tail.group_by(by_cols).agg(
-        usage_trend(lookback=lookback).last(),
-        time_to_exhaustion(lookback=lookback).last(),
+        slope.alias("usage_trend"),
+        _exhaustion(slope, level, pl.col("limit").last().cast(pl.Float64)).alias(
+            "time_to_exhaustion_s"
+        ),
     )
     stats = api_usage.group_by(by_cols).agg(
         pl.len().alias("windows"),

@@ -185,6 +185,9 @@ def test_groups_of_one_period_take_turns(live_store):
     model.subscribe(FakeDoc(), lambda s: None, groups=["services", "execution", "risk", "pnl"])
     changed = [model.tick().changed for _ in range(7)]
     assert all("pnl" in c for c in changed)
+    # each tick's cost names the groups it computed
+    computed = [set(c["groups_ms"]) for c in model.tick_costs]
+    assert [c - {"history"} for c in computed] == [set(c) - {"history"} for c in changed]
     for c in changed[1:]:  # after the first tick, at most one of the three per tick
         assert len(c & {"services", "execution", "risk"}) <= 1
     assert all(any(g in c for c in changed[1:4]) for g in ("services", "execution", "risk"))

@@ -142,3 +142,42 @@ def test_errors() -> None:
         obm.quota_summary(pl.DataFrame({"ts": [T0], "provider": ["a"], "endpoint": ["x"]}))
     with pytest.raises(InvalidParameter, match="lookback"):
         obm.usage_trend(lookback=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "lookback", "rows"),
+    [
+        ("more rows than the fit", 8, 40),
+        ("exactly the fit", 8, 8),
+        ("fewer rows than the fit: null", 8, 5),
+        ("two-point fit", 2, 30),
+    ],
+)
+def test_summary_forecast_is_the_series_forecast_at_the_last_row(
+    name: str, lookback: int, rows: int
+) -> None:
+    """The summary's one-pass fit equals the rolling forecast's value at each group's end."""
+    rng = np.random.default_rng(rows)
+    df = pl.concat(
+        [
+            _usage(list(rng.integers(0, 9, rows)), limit=9, provider=p, step_s=step)
+            for p, step in (("ibkr", 1.0), ("alpaca", 2.5))
+        ]
+    ).sample(fraction=1.0, seed=1)  # unsorted input
+    summary = obm.quota_summary(df, lookback=lookback).sort("provider")
+    series = (
+        df.sort("provider", "ts")
+        .with_columns(
+            obm.usage_trend(lookback=lookback).over("provider"),
+            obm.time_to_exhaustion(lookback=lookback).over("provider"),
+        )
+        .group_by("provider")
+        .agg(pl.col("usage_trend", "time_to_exhaustion_s").last())
+        .sort("provider")
+    )
+    for col in ("usage_trend", "time_to_exhaustion_s"):
+        got, want = summary[col].to_list(), series[col].to_list()
+        assert [g is None for g in got] == [w is None for w in want], name
+        assert [g for g in got if g is not None] == pytest.approx(
+            [w for w in want if w is not None], rel=1e-9, abs=1e-12
+        ), name
