@@ -108,9 +108,15 @@ def tick_stats(base: str, n: int) -> dict:
     push = [t["push_ms"] for t in ticks]
     push_cpu = [t["push_cpu_ms"] for t in ticks]
     total = [c + p for c, p in zip(compute, push, strict=True)]
+    groups: dict[str, list[float]] = {}
+    for t in ticks:
+        for name, ms in t.get("groups_ms", {}).items():
+            groups.setdefault(name, []).append(ms)
     return {
         "ticks": len(ticks),
         "sessions": max(t["sessions"] for t in ticks),
+        # p50 cost of each view group when it ran (side groups run beside the tick)
+        "groups_p50": {name: round(statistics.median(v), 1) for name, v in sorted(groups.items())},
         **{
             f"{name}_{stat}": round(fn(vals), 1)
             for name, vals in (

@@ -64,8 +64,9 @@ def test_tick_loads_the_day_and_follows_new_data(live_store):
     assert snap.get("pnl_book")["today"] is not None
     requests_before = snap.get("services").select("requests").sum().item()
     advance(store, sim, 3)
-    model.tick()
-    snap2 = model.tick()  # services refresh every 3 ticks: 1, then 3
+    for _ in range(3):
+        model.tick()
+    snap2 = model.tick()  # services refresh every 4 ticks: 1, then 5 (tick + offset 3)
     assert "services" in snap2.changed
     assert snap2.data_now > snap.data_now
     assert snap2.get("services").select("requests").sum().item() > requests_before
@@ -179,18 +180,23 @@ def test_model_thread_ticks_and_stops(live_store):
     assert not model._thread.is_alive()
 
 
-def test_groups_of_one_period_take_turns(live_store):
+def test_heavy_groups_take_turns(live_store):
     store, _ = live_store
     model = LiveModel(store)
     model.subscribe(FakeDoc(), lambda s: None, groups=["services", "execution", "risk", "pnl"])
-    changed = [model.tick().changed for _ in range(7)]
-    assert all("pnl" in c for c in changed)
+    changed = [model.tick().changed for _ in range(9)]
+    assert all(len(c & {"services", "execution", "risk", "pnl"}) == 4 for c in changed[:1])
+    heavy = [c & {"services", "execution", "risk", "pnl"} for c in changed[1:]]
+    # after the first tick (everything, for the page just opened): one heavy group a tick,
+    # two one tick in four, and each of them within every 4 ticks (P&L within every 2)
+    assert sorted(len(h) for h in heavy) == [1] * 6 + [2] * 2
+    for group, period in (("pnl", 2), ("services", 4), ("execution", 4), ("risk", 4)):
+        ran = [i for i, h in enumerate(heavy) if group in h]
+        assert ran, group
+        assert max(b - a for a, b in zip([-1, *ran], [*ran, len(heavy)], strict=True)) <= period
     # each tick's cost names the groups it computed
     computed = [set(c["groups_ms"]) for c in model.tick_costs]
     assert [c - {"history"} for c in computed] == [set(c) - {"history"} for c in changed]
-    for c in changed[1:]:  # after the first tick, at most one of the three per tick
-        assert len(c & {"services", "execution", "risk"}) <= 1
-    assert all(any(g in c for c in changed[1:4]) for g in ("services", "execution", "risk"))
 
 
 class LaterDoc:
@@ -277,7 +283,7 @@ def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch):
     marked: list[bool] = []
     real_mark = risk._mark
     monkeypatch.setattr(risk, "_mark", lambda *args: marked.append(args[-1]) or real_mark(*args))
-    for _ in range(3):  # execution and risk take turns: every group runs once in 3 ticks
+    for _ in range(3):  # ticks 2-4: P&L, execution, risk, activity all run
         model.tick()
     # the risk page's 4 exposures, limits and 2 stress tests mark the positions once each
     # way (with and without sectors), not 7 times
