@@ -355,6 +355,7 @@ def main() -> int:
                 f"websocket-client sessions opening and closing  [{load()}]"
             )
             samples: list[tuple[float, float]] = []
+            held: list[tuple[float, float]] = []  # the live model's frames (grow with the day)
             loads: list[float] = []
             open_ctx: list = []
             open_ws: list = []
@@ -380,7 +381,9 @@ def main() -> int:
                     failed.append(f"{(time.monotonic() - t0) / 60:.1f} min: {exc!r}"[:200])
                 if time.monotonic() >= next_sample:
                     rss = metric(base, "process_resident_memory_bytes") / 2**20
+                    data = metric(base, "obsbench_dashboard_live_data_bytes") / 2**20
                     samples.append(((time.monotonic() - t0) / 60, rss))
+                    held.append((samples[-1][0], data))
                     loads.append(os.getloadavg()[0])
                     next_sample += 10
                 time.sleep(2)
@@ -399,6 +402,15 @@ def main() -> int:
                 print(
                     f"  RSS trend over the second half: {slope:+.2f} MB/min ({len(half)} samples)"
                     f"; first-half trend {_slope(samples[: len(samples) // 2]):+.2f} MB/min"
+                )
+                # The day's orders, fills and quotes stay in memory by design: what is left
+                # of the RSS trend without them is what sessions leave behind.
+                data_half = held[len(held) // 2 :]
+                rest = [(t, r - d) for (t, r), (_, d) in zip(half, data_half, strict=True)]
+                print(
+                    f"  live model's frames: {held[0][1]:.1f} -> {held[-1][1]:.1f} MB, second-half "
+                    f"trend {_slope(data_half):+.2f} MB/min; RSS minus frames "
+                    f"{_slope(rest):+.2f} MB/min"
                 )
                 print(
                     f"  1-min load average during the soak: median "

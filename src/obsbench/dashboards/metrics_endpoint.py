@@ -21,6 +21,7 @@ metric                                          meaning
 ``obsbench_dashboard_alert_dispatch_seconds``  bus -> session handler delay of alerts
 ``obsbench_dashboard_alerts_received_total``    alert rows received from the bus
 ``obsbench_dashboard_events_total``             logins, denied accesses, acks... by action
+``obsbench_dashboard_live_data_bytes``          in-memory size of the live model's frames
 ``process_resident_memory_bytes``               resident memory of the process
 ==============================================  =============================================
 """
@@ -135,6 +136,12 @@ def render_metrics(rt: Any) -> str:
         "counter",
         "Dashboard security events by action.",
         [({"action": a}, n) for a, n in sorted(events.COUNTS.items())],
+    )
+    metric(
+        "obsbench_dashboard_live_data_bytes",
+        "gauge",
+        "In-memory size of the live model's frames (the day's data, windows, history).",
+        [({}, model.data_bytes())],
     )
     metric(
         "process_resident_memory_bytes", "gauge", "Resident memory in bytes.", [({}, rss_bytes())]

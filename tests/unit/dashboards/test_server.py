@@ -117,9 +117,13 @@ def test_metrics_are_prometheus_text(runtime):
         "obsbench_dashboard_ticks_total",
         "obsbench_dashboard_tick_seconds",
         "obsbench_dashboard_source_stale",
+        "obsbench_dashboard_live_data_bytes",
         "process_resident_memory_bytes",
     } <= names
     assert metrics_endpoint.rss_bytes() > 0
+    held = re.search(r"^obsbench_dashboard_live_data_bytes (\S+)$", text, re.M)
+    assert held is not None
+    assert float(held.group(1)) == runtime.model.data_bytes() > 0  # the day's data is loaded
 
 
 def test_runtime_is_one_per_process(runtime):
