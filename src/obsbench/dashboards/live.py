@@ -427,8 +427,11 @@ class LiveModel:
         return float(sum(self._push_cpu_ms.get(version, [])))
 
     def data_bytes(self) -> int:
-        """Bytes of the frames the model holds: the day's market data, the rolling
-        windows and the daily history (they grow with the trading day by design)."""
+        """Bytes of the frames the model holds (estimated by polars).
+
+        The day's market data, the rolling windows and the daily history: they grow with
+        the trading day by design.
+        """
         f, h = self._frames, self._hist
         frames = (f.orders, f.fills, f.quotes, f.requests, f.api_usage, h.returns, h.attribution)
         return sum(int(frame.estimated_size()) for frame in frames)
