@@ -152,12 +152,17 @@ def test_oauth_user_not_in_the_users_file_is_denied(oauth_server, idp, browser, 
     context = browser.new_context()
     page = context.new_page()
     responses = []
+    requested = []
     page.on("response", lambda r: responses.append((r.status, r.url)))
+    page.on("request", lambda r: requested.append(r.url))
     oauth_login(page, oauth_server, idp, STRANGER, path="/alerts")
     expect(page.get_by_text(f"{STRANGER} is not a user of these dashboards.")).to_be_visible(
         timeout=15_000
     )
     assert any(s == 403 and u.startswith(f"{oauth_server.url}/login") for s, u in responses)
+    # the error page is obsbench's offline copy of Panel's: no fonts or logos from the web
+    local = (oauth_server.url, idp.issuer, "data:")
+    assert [u for u in requested if not u.startswith(local)] == []
     assert not [c for c in context.cookies() if c["name"] in ("user", "access_token")]
     # not logged in afterwards: every page sends the browser back to the provider
     for path in ("/", "/alerts"):

@@ -203,11 +203,12 @@ _TEMPLATES = Path(__file__).with_name("templates")
 def auth_provider(users: dict[str, User], **kwargs: Any) -> Any:
     """A Panel/Bokeh ``AuthProvider`` for ``users`` (login at ``/login``, logout at ``/logout``).
 
-    The login and logout pages are Panel's, without the logo Panel loads from its CDN (the
-    pages must work offline).
+    The login, logout and error pages are Panel's, without the logo Panel loads from its
+    CDN and the Google Fonts (the pages must work offline).
     """
     kwargs.setdefault("login_template", str(_TEMPLATES / "login.html"))
     kwargs.setdefault("logout_template", str(_TEMPLATES / "logout.html"))
+    kwargs.setdefault("error_template", str(_TEMPLATES / "error.html"))
     return _auth_provider_class()(users, **kwargs)
 
 
@@ -217,7 +218,7 @@ def oauth_provider(provider: str, users: dict[str, User], **kwargs: Any) -> Any:
     Panel's own login handler runs the OAuth flow; once the provider has named the user
     (Panel's user key of that provider, e.g. ``PANEL_USER_KEY`` for ``generic``), a user in
     ``users`` is logged in and recorded (``login``), anyone else gets HTTP 403 and is recorded
-    (``access_denied`` on ``/login``). The logout page is the offline one of
+    (``access_denied`` on ``/login``). The logout and error pages are the offline ones of
     :func:`auth_provider`. Panel's other OAuth code reads ``panel.config.oauth_provider``:
     :func:`obsbench.dashboards.serve.serve` sets it to ``provider``.
     """
@@ -246,6 +247,7 @@ def oauth_provider(provider: str, users: dict[str, User], **kwargs: Any) -> Any:
             return self._handler
 
     kwargs.setdefault("logout_template", str(_TEMPLATES / "logout.html"))
+    kwargs.setdefault("error_template", str(_TEMPLATES / "error.html"))
     return CheckedOAuth(**kwargs)
 
 
