@@ -193,10 +193,20 @@ def login(page, base: str, user: str, password: str) -> None:
 
 def open_session(browser, base: str, slug: str, password: str):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    login(page, base, "ada", password)
-    page.goto(f"{base}/{slug}")
-    page.locator(".obsbench-badge", has_text="live").wait_for(timeout=30_000)
+    try:
+        page = context.new_page()
+        login(page, base, "ada", password)
+        page.goto(f"{base}/{slug}")
+        badge = page.locator(".obsbench-badge")
+        try:
+            badge.filter(has_text="live").wait_for(timeout=30_000)
+        except Exception as exc:  # say what the page showed instead
+            shown = badge.all_text_contents() if badge.count() else "no badge"
+            msg = f"/{slug} not live within 30 s; badge: {shown}"
+            raise TimeoutError(msg) from exc
+    except BaseException:
+        context.close()  # a page that failed must not stay open (and hold a session)
+        raise
     return context, page
 
 

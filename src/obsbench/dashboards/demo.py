@@ -68,11 +68,22 @@ _ROTATION = (
 
 
 def session_around(now: datetime) -> tuple[time, time]:
-    """A trading session (whole hours, UTC) that is open at ``now`` for the next hours."""
+    """A trading session (UTC) open from the hour before ``now`` for 8 hours.
+
+    A session stays within its UTC day (the simulator's days do not cross midnight): a
+    demo started at 17:00 UTC or later has its market open until 23:59, no longer (before,
+    it closed at 23:00, which left a demo started at 22:57 three minutes of market).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> [str(t) for t in session_around(datetime(2026, 12, 7, 10, 30, tzinfo=UTC))]
+    ['09:00:00', '17:00:00']
+    >>> [str(t) for t in session_around(datetime(2026, 12, 7, 22, 57, tzinfo=UTC))]
+    ['21:00:00', '23:59:00']
+    """
     open_h = max(0, now.hour - 1)
-    close = time(min(open_h + 8, 23), 0)
-    if close.hour <= now.hour:
-        close = time(23, 59)
+    close = time(open_h + 8, 0) if open_h + 8 <= 23 else time(23, 59)
     return time(open_h, 0), close
 
 
