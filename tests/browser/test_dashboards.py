@@ -193,3 +193,23 @@ def test_report_pdf_downloads_from_the_reports_page(platform, tab):
     path = info.value.path()
     assert path is not None
     assert Path(path).read_bytes()[:5] == b"%PDF-"
+
+
+def test_health_reports_tick_costs_and_live_objects(platform):
+    """``/health?ticks=N`` names each tick's view groups; ``?objects=N`` counts live objects."""
+    import json
+    import urllib.request
+
+    def health(query: str) -> dict:
+        with urllib.request.urlopen(f"{platform.url}/health?{query}", timeout=30) as r:
+            return json.load(r)
+
+    deadline = time.monotonic() + 30
+    while health("")["tick"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    body = health("ticks=5&objects=5")
+    assert len(body["ticks"]) == 5
+    assert all(t["compute_ms"] > 0 and isinstance(t["groups_ms"], dict) for t in body["ticks"])
+    assert any(t["groups_ms"] for t in body["ticks"])  # some view group ran in 5 ticks
+    assert len(body["objects"]) == 5
+    assert all(isinstance(n, int) and n > 0 for n in body["objects"].values())

@@ -164,7 +164,8 @@ class HealthHandler(tornado.web.RequestHandler):
 
     ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``groups_ms``: each
     view group computed in that tick, ``push_ms``, ``push_cpu_ms``: CPU time of the event
-    loop for the session updates, ``sessions``).
+    loop for the session updates, ``sessions``). ``?objects=N`` adds the N most numerous
+    object types the garbage collector tracks, after a collection (slow: for leak hunting).
     """
 
     def get(self) -> None:
@@ -208,6 +209,13 @@ class HealthHandler(tornado.web.RequestHandler):
             from obsbench.dashboards.alerts_feed import DISPATCH_MS
 
             body["alert_dispatch_ms"] = list(DISPATCH_MS)
+        if self.get_argument("objects", ""):  # leak hunting: the most numerous live objects
+            import gc
+            from collections import Counter
+
+            gc.collect()
+            counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+            body["objects"] = dict(counts.most_common(int(self.get_argument("objects"))))
         self.set_status(200 if alive else 503)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(body))
