@@ -302,6 +302,32 @@ def console_errors(page) -> list[str]:
     return errors
 
 
+_TOAST_RECORDER = """
+() => {
+  // Toasts (Notyf, in document.body) vanish after 6 s: keep every message seen, so a
+  // check that reaches this tab late still finds it.
+  window.__toasts = [];
+  new MutationObserver(() => {
+    for (const m of document.querySelectorAll('.notyf__message')) {
+      if (!window.__toasts.includes(m.textContent)) window.__toasts.push(m.textContent);
+    }
+  }).observe(document.body, {childList: true, subtree: true});
+}
+"""
+
+
+def record_toasts(page) -> None:
+    """Start keeping the text of every toast the page shows (see :func:`wait_for_toast`)."""
+    page.evaluate(_TOAST_RECORDER)
+
+
+def wait_for_toast(page, text: str, timeout_ms: float) -> None:
+    """Wait until a toast containing ``text`` has been shown since :func:`record_toasts`."""
+    page.wait_for_function(
+        "t => window.__toasts.some(m => m.includes(t))", arg=text, timeout=timeout_ms
+    )
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

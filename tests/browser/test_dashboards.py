@@ -17,7 +17,9 @@ from .conftest import (
     console_errors,
     fire_alert,
     login,
+    record_toasts,
     screenshot,
+    wait_for_toast,
 )
 
 PAGES = discover()
@@ -121,10 +123,11 @@ def test_alert_reaches_two_sessions_and_is_acknowledged_from_the_page(platform, 
         expect(page.locator(".obsbench-badge")).to_contain_text("live", timeout=15_000)
         sessions.append((user, page))
     service = f"svc-{int(time.time())}"
-    _fire(platform, service)
     for _, page in sessions:
-        toast = page.locator(".notyf__message", has_text="BrowserTestErrors")
-        expect(toast.first).to_be_visible(timeout=5_000)
+        record_toasts(page)
+    _fire(platform, service)
+    for _, page in sessions:  # a toast lasts 6 s: the second tab is checked from the record
+        wait_for_toast(page, "BrowserTestErrors", 5_000)
         expect(page.locator(".tabulator-row", has_text=f"{service} failing").first).to_be_visible(
             timeout=5_000
         )

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Server, fire_alert, login, obsbench_serve, screenshot
+from .conftest import (
+    Server,
+    fire_alert,
+    login,
+    obsbench_serve,
+    record_toasts,
+    screenshot,
+    wait_for_toast,
+)
 
 PROCS = 2
 MAX_TABS = 8  # the kernel hands each websocket to either process: open tabs until both have one
@@ -87,11 +95,11 @@ def test_num_procs_serves_everything_itself_and_alerts_reach_both_processes(mult
     assert any(u.startswith(f"ws://{urlsplit(server.url).netloc}/") for u in requests)
 
     service = f"svc-procs-{int(time.time())}"
-    fire_alert(database, channel, service)
     for page in tabs:
-        expect(page.locator(".notyf__message", has_text="BrowserTestErrors").first).to_be_visible(
-            timeout=15_000
-        )
+        record_toasts(page)
+    fire_alert(database, channel, service)
+    for page in tabs:  # a toast lasts 6 s: the later tabs are checked from the record
+        wait_for_toast(page, "BrowserTestErrors", 15_000)
         expect(page.locator(".tabulator-row", has_text=f"{service} failing").first).to_be_visible(
             timeout=15_000
         )
