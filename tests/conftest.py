@@ -35,3 +35,19 @@ def pg_schema() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def validated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The datasets ``schemas.validate`` really checks from now on (memo hits excluded)."""
+    from obsbench import schemas
+
+    calls: list[str] = []
+    real = schemas._validate
+
+    def counting(frame: object, dataset: str, **kw: object) -> object:
+        calls.append(dataset)
+        return real(frame, dataset, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schemas, "_validate", counting)
+    return calls

@@ -198,14 +198,8 @@ def test_duplicate_keys_found_whatever_their_order(ids: list[str]) -> None:
     assert schemas.validate(spans.unique("span_id"), "spans").height == 3
 
 
-def test_validation_memo_checks_each_frame_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real = schemas._validate
-    monkeypatch.setattr(
-        schemas,
-        "_validate",
-        lambda frame, dataset, **kw: calls.append(dataset) or real(frame, dataset, **kw),
-    )
+def test_validation_memo_checks_each_frame_once(validated: list[str]) -> None:
+    calls = validated
     q = quotes()
     with schemas.validation_memo():
         first = schemas.validate(q, "quotes")

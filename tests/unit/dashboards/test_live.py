@@ -265,21 +265,14 @@ def test_push_cpu_counts_the_handlers_cpu_time(live_store):
     assert model.push_cpu(99) == 0.0  # unknown tick
 
 
-def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch):
+def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch, request):
     """pnl, activity, execution and risk all receive the day's orders: one check a tick."""
-    from obsbench import schemas
     from obsbench.metrics import risk
 
     store, _ = live_store
     model = LiveModel(store)
     model.tick()  # the first tick loads the day
-    checked: list[str] = []
-    real = schemas._validate
-    monkeypatch.setattr(
-        schemas,
-        "_validate",
-        lambda frame, dataset, **kw: checked.append(dataset) or real(frame, dataset, **kw),
-    )
+    checked: list[str] = request.getfixturevalue("validated")  # counting from here on
     marked: list[bool] = []
     real_mark = risk._mark
     monkeypatch.setattr(risk, "_mark", lambda *args: marked.append(args[-1]) or real_mark(*args))
