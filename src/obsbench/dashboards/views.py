@@ -250,8 +250,8 @@ def risk_views(
     :func:`~obsbench.metrics.risk.stress_test` (the shipped scenarios).
     """
     pos, prices = _positions(live, hist)
-    if not (pos.height and prices.height):
-        return dict.fromkeys(_RISK_KEYS, _EMPTY)
+    if not prices.height:  # no marks yet; without positions (a day's start) the stress
+        return dict.fromkeys(_RISK_KEYS, _EMPTY)  # scenarios and limits still show, at 0
     pos = pos.join(prices.select("symbol"), on="symbol", how="semi")
     sectors = _reference("sectors", None)
     scenarios = _reference("scenarios", None)

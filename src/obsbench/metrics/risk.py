@@ -752,4 +752,11 @@ def stress_test(
         .sort(["scenario", *keys])
         .collect()
     )
+    if not keys:  # the whole book has a row per scenario, P&L 0 when nothing is held
+        out = (
+            names.collect()
+            .join(out, on="scenario", how="left")
+            .with_columns(pl.col("net", "pnl").fill_null(0.0))
+            .sort("scenario")
+        )
     return out.lazy() if isinstance(positions, pl.LazyFrame) else out  # type: ignore[return-value]

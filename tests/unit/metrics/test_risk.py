@@ -247,3 +247,13 @@ def test_risk_on_simulator_book() -> None:
     for _, strategy, _, pnl in stress.rows():
         assert abs(pnl) <= worst * gross[strategy] + 1e-6
     assert stress.height == 3 * exposure.height
+
+
+def test_whole_book_stress_lists_every_scenario_without_positions() -> None:
+    """At a day's start nothing is held: each scenario still has its row, at 0."""
+    flat = pl.DataFrame(schema={"strategy": pl.String, "symbol": pl.String, "qty": pl.Float64})
+    prices = pl.DataFrame({"symbol": ["AAPL"], "px": [100.0]})
+    book = obm.stress_test(flat, prices, by=())
+    assert book["scenario"].to_list() == sorted(obm.load_scenarios(None)["scenario"].unique())
+    assert book["pnl"].to_list() == [0.0] * book.height
+    assert obm.stress_test(flat, prices).height == 0  # no strategy rows
