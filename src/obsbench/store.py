@@ -123,6 +123,16 @@ class Store:
             visible.extend(_visible(list(folder.glob("*.parquet"))))
         return visible
 
+    def merged_parts(self, compacted: Path) -> list[Path]:
+        """The part files a compacted file merged that are still on disk, oldest first.
+
+        They stay ``grace_s`` seconds after the merge (:meth:`compact`): a tailing reader
+        that had read some of them reads the others from there.
+        """
+        lo, hi = file_span(compacted)
+        parts = (f for f in compacted.parent.glob("part-*.parquet") if lo <= file_span(f)[0] <= hi)
+        return sorted(parts, key=file_span)
+
     def compact(self, dataset: str, *, min_age_s: float = 10.0, grace_s: float = 60.0) -> int:
         """Merge each day's small part files of ``dataset`` into one file; return files merged.
 
@@ -152,11 +162,12 @@ class Store:
                 old = [
                     f
                     for f in visible
-                    if f.name.startswith("part-") and _span(f)[1] < now_ns - int(min_age_s * 1e9)
+                    if f.name.startswith("part-")
+                    and file_span(f)[1] < now_ns - int(min_age_s * 1e9)
                 ]
                 if len(old) < 2:
                     continue
-                lo, hi = min(_span(f)[0] for f in old), max(_span(f)[1] for f in old)
+                lo, hi = min(file_span(f)[0] for f in old), max(file_span(f)[1] for f in old)
                 frame = pl.read_parquet(old, schema=schemas.schema_of(dataset))
                 day_text = folder.name.removeprefix("day=")
                 day = None if day_text == "none" else date.fromisoformat(day_text)
@@ -216,25 +227,33 @@ class Store:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def _span(path: Path) -> tuple[int, int]:
-    """The (first, last) write timestamps, in ns, of the rows a file holds."""
+def file_span(path: Path) -> tuple[int, int]:
+    """The (first, last) write timestamps, in ns, of the rows a store file holds.
+
+    A part file ``part-<ns>-<id>.parquet`` was written at ``ns``; a compacted file
+    ``compact-<first>-<last>-<id>.parquet`` merged the parts written in ``[first, last]``.
+    ``(0, 0)`` for a name of neither form.
+    """
     parts = path.name.split("-")
-    if parts[0] == "compact":
-        return int(parts[1]), int(parts[2])
-    return int(parts[1]), int(parts[1])
+    try:
+        if parts[0] == "compact":
+            return int(parts[1]), int(parts[2])
+        return int(parts[1]), int(parts[1])
+    except (IndexError, ValueError):
+        return 0, 0
 
 
 def _visible(files: list[Path]) -> list[Path]:
     """Drop files whose span lies inside a compacted file's span; order by span."""
-    compacted = [_span(f) for f in files if f.name.startswith("compact-")]
+    compacted = [file_span(f) for f in files if f.name.startswith("compact-")]
 
     def covered(f: Path) -> bool:
-        lo, hi = _span(f)
+        lo, hi = file_span(f)
         return any(
             c_lo <= lo and hi <= c_hi and (lo, hi) != (c_lo, c_hi) for c_lo, c_hi in compacted
         )
 
-    return sorted((f for f in files if not covered(f)), key=_span)
+    return sorted((f for f in files if not covered(f)), key=file_span)
 
 
 def _delete_superseded(files: list[Path], before_ns: int) -> None:
@@ -244,8 +263,8 @@ def _delete_superseded(files: list[Path], before_ns: int) -> None:
     for f in files:
         if f in visible:
             continue
-        lo, hi = _span(f)
-        covers = [c for c in compacted if _span(c)[0] <= lo and hi <= _span(c)[1]]
+        lo, hi = file_span(f)
+        covers = [c for c in compacted if file_span(c)[0] <= lo and hi <= file_span(c)[1]]
         if covers and all(c.stat().st_mtime_ns < before_ns for c in covers):
             f.unlink(missing_ok=True)
 

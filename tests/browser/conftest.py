@@ -103,19 +103,21 @@ class Platform:
     database: str
     log: Path
     proc: subprocess.Popen
-    stops: list = field(default_factory=list)
+    feeds: list = field(default_factory=list)  # (thread, stop event) of running feeds
 
     def start_data(self) -> None:
         from obsbench.dashboards import demo
 
-        _, stop = demo.start_simulator(self.store, self.sim)
-        self.stops.append(stop)
+        self.feeds.append(demo.start_simulator(self.store, self.sim))
 
     def stop_data(self) -> None:
-        for stop in self.stops:
+        # Wait for the running tick: a feed restarted while its predecessor still appends
+        # (a compaction takes seconds under CI load) runs two threads on one simulator.
+        for _, stop in self.feeds:
             stop.set()
-        self.stops.clear()
-        time.sleep(1.2)  # let the running tick finish
+        for thread, _ in self.feeds:
+            thread.join(60)
+        self.feeds.clear()
 
 
 @dataclass

@@ -201,6 +201,7 @@ def test_report_pdf_downloads_from_the_reports_page(platform, tab):
 def test_health_reports_tick_costs_and_live_objects(platform):
     """``/health?ticks=N`` names each tick's view groups; ``?objects=N`` counts live objects."""
     import json
+    import urllib.error
     import urllib.request
 
     def health(query: str) -> dict:
@@ -216,3 +217,10 @@ def test_health_reports_tick_costs_and_live_objects(platform):
     assert any(t["groups_ms"] for t in body["ticks"])  # some view group ran in 5 ticks
     assert len(body["objects"]) == 5
     assert all(isinstance(n, int) and n > 0 for n in body["objects"].values())
+    assert body["weakrefs"]
+    assert all(n > 0 for n in body["weakrefs"].values())
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        health("objects=lots")
+    bad.value.close()
+    assert bad.value.code == 400
+    assert "whole number" in bad.value.reason

@@ -44,7 +44,7 @@ import polars as pl
 from obsbench import schemas
 from obsbench.dashboards import views
 from obsbench.errors import ConfigError
-from obsbench.store import Store, time_column
+from obsbench.store import Store, file_span, time_column
 
 __all__ = [
     "GROUP_SOURCES",
@@ -172,15 +172,20 @@ class Snapshot:
 
     def stale_since(self, groups: Iterable[str]) -> datetime | None:
         """Earliest stale-since time over ``groups`` and their sources (``None`` = fresh)."""
-        times = []
+        times = [since for _, since in self.stale(groups)]
+        return min(times) if times else None
+
+    def stale(self, groups: Iterable[str]) -> list[tuple[SourceState, datetime]]:
+        """The stale states among ``groups`` and their sources, with their stale-since times."""
+        out: dict[str, tuple[SourceState, datetime]] = {}
         for group in groups:
             for name in (group, GROUP_SOURCES.get(group)):
                 state = self.states.get(name) if name else None
-                if state is not None:
+                if state is not None and name not in out:
                     since = state.stale_since(self.wall, stale_after=self.stale_after)
                     if since is not None:
-                        times.append(since)
-        return min(times) if times else None
+                        out[name] = (state, since)
+        return list(out.values())
 
 
 class _Tail:
@@ -188,7 +193,11 @@ class _Tail:
 
     File names start with a nanosecond timestamp (``part-<ns>-<uuid>``); the tail remembers
     the names it has read within a trailing grace period and ignores older ones, so its
-    memory stays bounded however long it runs.
+    memory stays bounded however long it runs. A compacted file (``compact-<first>-<last>``,
+    :meth:`obsbench.store.Store.compact`) holds parts this tail has mostly read already:
+    only the parts written after the newest one it read are read (from the compacted file
+    when it read none of them). Judging a compacted file by its first timestamp, as a part,
+    read a sparse dataset's day twice (its newest part could be older than the grace).
     """
 
     GRACE_NS = 30 * 10**9
@@ -198,23 +207,25 @@ class _Tail:
         self.dataset = dataset
         self._seen: dict[str, int] = {}
         self._floor = 0
-
-    @staticmethod
-    def _ns(path: Path) -> int:
-        try:
-            return int(path.name.split("-")[1])
-        except (IndexError, ValueError):
-            return 0
+        self._newest = -1  # write time (ns) of the newest part read
 
     def new_files(self) -> list[Path]:
         out = []
+        newest = self._newest
         for path in self.store.files(self.dataset):
             key = f"{path.parent.name}/{path.name}"
-            ns = self._ns(path)
-            if ns < self._floor or key in self._seen:
+            first, last = file_span(path)
+            if key in self._seen or (first < self._floor and first == last):
                 continue
-            self._seen[key] = ns
-            out.append(path)
+            self._seen[key] = last
+            if first == last or self._newest < first:  # a part, or a merge of unread parts
+                out.append(path)
+            elif self._newest < last:  # a merge of read and unread parts: the unread ones
+                out.extend(
+                    p for p in self.store.merged_parts(path) if file_span(p)[0] > self._newest
+                )
+            newest = max(newest, last)
+        self._newest = newest
         if self._seen:
             self._floor = max(self._seen.values()) - self.GRACE_NS
             self._seen = {k: v for k, v in self._seen.items() if v >= self._floor}

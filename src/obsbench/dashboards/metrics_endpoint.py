@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,7 +166,9 @@ class HealthHandler(tornado.web.RequestHandler):
     ``?ticks=N`` adds the cost of the last N ticks (``compute_ms``, ``groups_ms``: each
     view group computed in that tick, ``push_ms``, ``push_cpu_ms``: CPU time of the event
     loop for the session updates, ``sessions``). ``?objects=N`` adds the N most numerous
-    object types the garbage collector tracks, after a collection (slow: for leak hunting).
+    object types the garbage collector tracks, after a collection, and ``weakrefs``: what
+    the weak references point at (``dead``: a reference whose object is gone but which is
+    still held; slow: for leak hunting). A value that is not a whole number gives a 400.
     """
 
     def get(self) -> None:
@@ -195,7 +198,7 @@ class HealthHandler(tornado.web.RequestHandler):
             "data_now": snap.data_now.isoformat() if snap.data_now else None,
             "sources": sources,
         }
-        ticks = int(self.get_argument("ticks", "0") or 0)
+        ticks = self._count("ticks")
         if ticks > 0:  # recent tick costs, for benchmarks and diagnosis
             recent = list(rt.model.tick_costs)[-ticks:]
             body["ticks"] = [
@@ -209,13 +212,32 @@ class HealthHandler(tornado.web.RequestHandler):
             from obsbench.dashboards.alerts_feed import DISPATCH_MS
 
             body["alert_dispatch_ms"] = list(DISPATCH_MS)
-        if self.get_argument("objects", ""):  # leak hunting: the most numerous live objects
+        if top := self._count("objects"):  # leak hunting: the most numerous live objects
             import gc
             from collections import Counter
 
             gc.collect()
-            counts = Counter(type(o).__qualname__ for o in gc.get_objects())
-            body["objects"] = dict(counts.most_common(int(self.get_argument("objects"))))
+            live = gc.get_objects()
+            counts = Counter(type(o).__qualname__ for o in live)
+            body["objects"] = dict(counts.most_common(top))
+            # What the weak references point at ("dead": their object is gone, the
+            # reference itself is still held somewhere).
+            targets = Counter(
+                "dead" if (t := o()) is None else type(t).__qualname__
+                for o in live
+                if type(o) is weakref.ReferenceType
+            )
+            body["weakrefs"] = dict(targets.most_common(top))
         self.set_status(200 if alive else 503)
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(body))
+
+    def _count(self, name: str) -> int:
+        """The query argument ``name`` as a count (0 when absent); 400 when not one."""
+        value = self.get_argument(name, "") or "0"
+        if not value.isdigit():
+            raise tornado.web.HTTPError(
+                400,
+                reason=f"?{name}={value[:20]} is not a count: give a whole number, e.g. ?{name}=5",
+            )
+        return int(value)

@@ -18,8 +18,8 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -70,29 +70,39 @@ def extension() -> None:
     pn.state.notifications.position = "top-right"
 
 
-_PANDAS: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, Any]] = OrderedDict()
-_PANDAS_LOCK = threading.Lock()
+_DERIVED: dict[int, dict[Hashable, Any]] = {}
+_DERIVED_LOCK = threading.Lock()
+
+
+def _per_frame(frame: pl.DataFrame, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per ``(frame, key)`` for all the sessions showing ``frame``.
+
+    Snapshots are immutable, so every session of a page receives the same frame objects;
+    what the views derive from a frame (its pandas form, column lists, a patch) is computed
+    on the first session's update and reused by the others. Entries live exactly as long
+    as their frame: a finaliser drops them when it is freed (before its id can be reused).
+    A bounded LRU cache held the frames themselves: per-session frames (the alerts page's)
+    and pandas' copy-on-write bookkeeping on the cached tables then grew the server's
+    memory with every session opened until the bound was reached.
+    ``compute`` must not return an object holding ``frame``, or it would never be freed.
+    """
+    fid = id(frame)
+    with _DERIVED_LOCK:
+        entry = _DERIVED.get(fid)
+        if entry is not None and key in entry:
+            return entry[key]
+    value = compute()
+    with _DERIVED_LOCK:
+        entry = _DERIVED.get(fid)
+        if entry is None:
+            entry = _DERIVED[fid] = {}
+            weakref.finalize(frame, _DERIVED.pop, fid, None)
+        return entry.setdefault(key, value)
 
 
 def _to_pandas(frame: pl.DataFrame) -> Any:
-    """``frame.to_pandas()``, converted once per frame for all the sessions showing it.
-
-    Snapshots are immutable, so every session of a page receives the same frame objects;
-    the cache (keyed by object identity, holding the frame so the id stays valid) makes
-    the conversion a per-tick cost instead of a per-session one.
-    """
-    key = (id(frame), tuple(frame.columns))
-    with _PANDAS_LOCK:
-        hit = _PANDAS.get(key)
-        if hit is not None and hit[0] is frame:
-            _PANDAS.move_to_end(key)
-            return hit[1]
-    converted = frame.to_pandas()
-    with _PANDAS_LOCK:
-        _PANDAS[key] = (frame, converted)
-        while len(_PANDAS) > 256:
-            _PANDAS.popitem(last=False)
-    return converted
+    """``frame.to_pandas()``, converted once per frame for all the sessions showing it."""
+    return _per_frame(frame, "pandas", frame.to_pandas)
 
 
 def _fmt(fmt: str) -> NumberFormatter:
@@ -162,9 +172,6 @@ class Table:
             self.widget.patch(patch, as_index=False)
 
 
-_PATCHES: OrderedDict[tuple, tuple[pl.DataFrame, pl.DataFrame, Any]] = OrderedDict()
-
-
 def _patch_between(old: pl.DataFrame, new: pl.DataFrame, new_pandas: Any) -> Any:
     """Changed cells from ``old`` to ``new`` as a Tabulator patch; ``None`` if reshaped.
 
@@ -185,14 +192,10 @@ def _changed_cells(
     expression per column costs about a millisecond. The result is cached per
     (old, new, kind) for all sessions.
     """
-    key = (id(old), id(new), kind)
-    with _PANDAS_LOCK:
-        hit = _PATCHES.get(key)
-        if hit is not None and hit[0] is old and hit[1] is new:
-            return hit[2]
-    if old.schema != new.schema or old.height != new.height or not new.height:
-        patch = None
-    else:
+
+    def compute() -> tuple[weakref.ref, Any]:
+        if old.schema != new.schema or old.height != new.height or not new.height:
+            return weakref.ref(old), None
         as_text = kind == "cds"  # a DataTable shows temporal values as text
         before = _column_lists(old, as_text=as_text)
         after = _column_lists(new, as_text=as_text)
@@ -201,11 +204,11 @@ def _changed_cells(
             idx = _differing(before[col], after[col])
             if idx:
                 patch[col] = [(i, value(col, i)) for i in idx]
-    with _PANDAS_LOCK:
-        _PATCHES[key] = (old, new, patch)
-        while len(_PATCHES) > 256:
-            _PATCHES.popitem(last=False)
-    return patch
+        return weakref.ref(old), patch
+
+    # Kept with ``new`` under old's id; the weak reference tells a reused id apart.
+    source, patch = _per_frame(new, ("patch", kind, id(old)), compute)
+    return patch if source() is old else compute()[1]
 
 
 def _differing(before: list, after: list) -> list[int]:
@@ -301,18 +304,13 @@ def _select_filled(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFram
     missing = [c for c in columns if c not in frame.columns]
     if not missing:
         return _select(frame, columns)
-    key = (id(frame), (*columns, "+filled"))
-    with _PANDAS_LOCK:
-        hit = _SELECTED.get(key)
-        if hit is not None and hit[0] is frame:
-            return hit[1]
-    filled = frame.with_columns(pl.lit(None, pl.String).alias(c) for c in missing).select(columns)
-    with _PANDAS_LOCK:
-        _SELECTED[key] = (frame, filled)
-    return filled
-
-
-_COLUMNS: OrderedDict[tuple[int, bool], tuple[pl.DataFrame, dict[str, list]]] = OrderedDict()
+    return _per_frame(
+        frame,
+        ("filled", columns),
+        lambda: frame.with_columns(pl.lit(None, pl.String).alias(c) for c in missing).select(
+            columns
+        ),
+    )
 
 
 def _column_lists(frame: pl.DataFrame, *, as_text: bool) -> dict[str, list]:
@@ -320,22 +318,17 @@ def _column_lists(frame: pl.DataFrame, *, as_text: bool) -> dict[str, list]:
 
     Temporal values become text (``YYYY-MM-DD HH:MM:SS``) when ``as_text``.
     """
-    key = (id(frame), as_text)
-    with _PANDAS_LOCK:
-        hit = _COLUMNS.get(key)
-        if hit is not None and hit[0] is frame:
-            return hit[1]
-    out = {}
-    for name in frame.columns:
-        col = frame[name]
-        if as_text and col.dtype.is_temporal():
-            col = col.dt.to_string("%Y-%m-%d %H:%M:%S")
-        out[name] = col.to_list()
-    with _PANDAS_LOCK:
-        _COLUMNS[key] = (frame, out)
-        while len(_COLUMNS) > 512:
-            _COLUMNS.popitem(last=False)
-    return out
+
+    def compute() -> dict[str, list]:
+        out = {}
+        for name in frame.columns:
+            col = frame[name]
+            if as_text and col.dtype.is_temporal():
+                col = col.dt.to_string("%Y-%m-%d %H:%M:%S")
+            out[name] = col.to_list()
+        return out
+
+    return _per_frame(frame, ("lists", as_text), compute)
 
 
 def _columns(frame: pl.DataFrame) -> dict[str, list]:
@@ -348,26 +341,11 @@ def _cds_patch_between(old: pl.DataFrame, new: pl.DataFrame, columns: dict[str, 
     return _changed_cells(old, new, "cds", lambda col, i: columns[col][i])
 
 
-_SELECTED: OrderedDict[tuple[int, tuple[str, ...]], tuple[pl.DataFrame, pl.DataFrame]] = (
-    OrderedDict()
-)
-
-
 def _select(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
     """``frame.select(columns)``, the same object for every session (see :func:`_to_pandas`)."""
     if tuple(frame.columns) == columns:
         return frame
-    key = (id(frame), columns)
-    with _PANDAS_LOCK:
-        hit = _SELECTED.get(key)
-        if hit is not None and hit[0] is frame:
-            return hit[1]
-    selected = frame.select(columns)
-    with _PANDAS_LOCK:
-        _SELECTED[key] = (frame, selected)
-        while len(_SELECTED) > 256:
-            _SELECTED.popitem(last=False)
-    return selected
+    return _per_frame(frame, ("select", columns), lambda: frame.select(columns))
 
 
 def _py(value: Any) -> Any:
@@ -524,18 +502,18 @@ class LineChart:
                     self.marks[name].data = {k: v.copy() for k, v in marks.items()}
 
 
-_SERIES: OrderedDict[tuple, tuple[pl.DataFrame, list]] = OrderedDict()
-
-
 def _chart_series(
     frame: pl.DataFrame, x: str, y: str, by: str | None, scatter: str | None
 ) -> list[tuple[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]]]:
     """Per-series x/y arrays (and flagged points) of a frame, computed once for all sessions."""
-    key = (id(frame), x, y, by, scatter)
-    with _PANDAS_LOCK:
-        hit = _SERIES.get(key)
-        if hit is not None and hit[0] is frame:
-            return hit[1]
+    return _per_frame(
+        frame, ("series", x, y, by, scatter), lambda: _series(frame, x, y, by, scatter)
+    )
+
+
+def _series(
+    frame: pl.DataFrame, x: str, y: str, by: str | None, scatter: str | None
+) -> list[tuple[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]]]:
     ordered = frame.sort(x)
     parts = ordered.partition_by(by, as_dict=True) if by else {("",): ordered}
     out = []
@@ -553,10 +531,6 @@ def _chart_series(
                 "y": flagged[y].cast(pl.Float64).to_numpy(writable=True),
             }
         out.append((name, (data, marks)))
-    with _PANDAS_LOCK:
-        _SERIES[key] = (frame, out)
-        while len(_SERIES) > 256:
-            _SERIES.popitem(last=False)
     return out
 
 
@@ -624,30 +598,25 @@ class Heatmap:
         self.source.data = {"x": list(xs), "y": list(ys), "v": vs.copy()}
 
 
-_HEAT: OrderedDict[tuple, tuple[pl.DataFrame, Any]] = OrderedDict()
-
-
 def _heat_cells(
     frame: pl.DataFrame, x: str, y: str, value: str, diverging: bool
 ) -> tuple[list[str], list[str], np.ndarray, tuple[float, float]]:
     """Cells (x, y, value) sorted by y then x, and the colour range; once per frame."""
-    key = (id(frame), x, y, value, diverging)
-    with _PANDAS_LOCK:
-        hit = _HEAT.get(key)
-        if hit is not None and hit[0] is frame:
-            return hit[1]
+    return _per_frame(
+        frame, ("heat", x, y, value, diverging), lambda: _cells(frame, x, y, value, diverging)
+    )
+
+
+def _cells(
+    frame: pl.DataFrame, x: str, y: str, value: str, diverging: bool
+) -> tuple[list[str], list[str], np.ndarray, tuple[float, float]]:
     ordered = frame.sort(y, x)
     xs = [str(v) for v in ordered[x].to_list()]
     ys = [str(v) for v in ordered[y].to_list()]
     vs = ordered[value].cast(pl.Float64).fill_null(float("nan")).to_numpy(writable=True)
     finite = vs[np.isfinite(vs)]
     span = float(np.abs(finite).max()) if len(finite) else 1.0
-    out = (xs, ys, vs, (-span, span) if diverging else (0.0, span))
-    with _PANDAS_LOCK:
-        _HEAT[key] = (frame, out)
-        while len(_HEAT) > 64:
-            _HEAT.popitem(last=False)
-    return out
+    return xs, ys, vs, (-span, span) if diverging else (0.0, span)
 
 
 _TOAST_JS = """
@@ -776,9 +745,14 @@ class LivePage(pn.viewable.Viewer):
 
     def _badge(self, snap: Snapshot) -> None:
         since = snap.stale_since(self.spec.groups) if snap.version else None
+        title = f"updated {snap.wall:%H:%M:%S}"
         if since is not None:
             text = f"⚠ stale since {since.astimezone(UTC):%H:%M:%S}"
             css = "obsbench-stale"
+            # The hover text names what is stale and why.
+            for state, _ in snap.stale(self.spec.groups):
+                why = state.error or ("not recomputed" if state.period else "no new data")
+                title += f"; {state.name}: {why}"
         elif snap.version:
             asof = snap.data_now.strftime("%Y-%m-%d %H:%M:%S") if snap.data_now else "-"
             text = f"● live · data as of {asof} UTC"
@@ -786,9 +760,7 @@ class LivePage(pn.viewable.Viewer):
         else:
             text, css = "● connecting", "obsbench-live"
         self.stale_since = f"{since.astimezone(UTC):%H:%M:%S}" if since else ""
-        new = (
-            f'<span class="obsbench-badge {css}" title="updated {snap.wall:%H:%M:%S}">{text}</span>'
-        )
+        new = f'<span class="obsbench-badge {css}" title="{html.escape(title)}">{text}</span>'
         if self._badge_div.text != new:
             self._badge_div.text = new
 

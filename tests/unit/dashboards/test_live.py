@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -121,13 +122,13 @@ def test_stopped_source_goes_stale_and_recovers(live_store):
     model.tick()
     advance(store, sim)
     assert model.tick().stale_since(["pnl"]) is None
-    import time
 
     time.sleep(0.3)
     stale = model.tick()  # no new file since the last tick
     since = stale.stale_since(["pnl"])
     assert since is not None
     assert since == stale.states["market"].last_ok
+    assert [(state.name, when) for state, when in stale.stale(["pnl"])] == [("market", since)]
     advance(store, sim)
     assert model.tick().stale_since(["pnl"]) is None
 
@@ -149,6 +150,7 @@ def test_a_failing_view_keeps_the_last_values_and_is_stale(live_store, monkeypat
     assert "boom" in snap.states["pnl"].error
     assert snap.stale_since(["pnl"]) is not None
     assert snap.stale_since(["services"]) is None
+    assert [state.name for state, _ in snap.stale(["pnl", "services"])] == ["pnl"]
 
 
 def test_source_state_stale_rules():
@@ -166,7 +168,6 @@ def test_source_state_stale_rules():
 
 
 def test_model_thread_ticks_and_stops(live_store):
-    import time
 
     store, _ = live_store
     model = LiveModel(store, interval=0.2).start()
@@ -253,7 +254,6 @@ def test_push_cpu_counts_the_handlers_cpu_time(live_store):
     model = LiveModel(store)
 
     def busy(_snap):
-        import time
 
         end = time.thread_time() + 0.02
         while time.thread_time() < end:
@@ -284,3 +284,29 @@ def test_a_tick_checks_the_days_frames_once(live_store, monkeypatch, request):
     # the day's orders once a tick, and execution's window of them once
     assert checked.count("orders") == 3 + 1
     assert model.snapshot.stale_since(["pnl", "activity", "execution", "risk"]) is None
+
+
+@pytest.mark.parametrize(
+    ("read_before", "expected"),
+    [
+        pytest.param(3, 0, id="all-merged-parts-read: nothing new (was: the day twice)"),
+        pytest.param(2, 1, id="some-read: only the unread part"),
+        pytest.param(0, 3, id="none-read: the compacted file"),
+    ],
+)
+def test_tail_reads_each_row_of_a_compacted_sparse_dataset_once(live_store, read_before, expected):
+    """A sparse dataset's parts merged long after the tail read them are not read again."""
+    store, _ = live_store
+    day = store.read("orders")
+    store.clear()
+    tail = _Tail(store, "orders")
+    for i in range(3):
+        store.append("orders", day.slice(i, 1), validate=False)
+        time.sleep(0.002)  # distinct write timestamps
+        if i + 1 == read_before:
+            assert tail.read(tail.new_files()).height == read_before
+    tail._floor = tail._newest + 1  # the grace has passed: the parts' names are forgotten
+    tail._seen.clear()
+    assert store.compact("orders", min_age_s=0, grace_s=3600) == 3
+    assert tail.read(tail.new_files()).height == expected
+    assert tail.new_files() == []

@@ -126,3 +126,30 @@ def test_toasts_are_one_string_change_without_new_models():
     before = toaster.div.text
     toaster.show([])
     assert toaster.div.text == before  # nothing to show: nothing sent
+
+
+def test_derived_values_are_shared_per_frame_and_freed_with_it():
+    """Every session showing a frame gets the same derived object; none outlives the frame."""
+    import gc
+
+    frame = pl.DataFrame({"name": ["a", "b"], "value": [1.0, 2.0]})
+    first = ui._to_pandas(frame)
+    assert ui._to_pandas(frame) is first  # the second session reuses the conversion
+    assert ui._select(frame, ("value",)) is ui._select(frame, ("value",))
+    fid = id(frame)
+    assert fid in ui._DERIVED
+    del frame
+    gc.collect()
+    assert fid not in ui._DERIVED  # freed with the frame (was: held by an LRU of 256)
+
+
+def test_patch_cache_tells_a_reused_id_apart():
+    """A patch cached under old's id is not served for another frame that got that id."""
+    new = pl.DataFrame({"x": [1.0, 2.0]})
+    old = pl.DataFrame({"x": [1.0, 3.0]})
+    assert ui._changed_cells(old, new, "cds", lambda c, i: i) == {"x": [(1, 1)]}
+    source, _ = ui._DERIVED[id(new)][("patch", "cds", id(old))]
+    del old  # an unrelated frame with the old id must be compared afresh
+    assert source() is None
+    same = pl.DataFrame({"x": [1.0, 2.0]})
+    assert ui._changed_cells(same, new, "cds", lambda c, i: i) == {}
