@@ -240,6 +240,30 @@ class _Tail:
         return lf.collect()
 
 
+#: Seconds between returns of freed heap memory to the system (:func:`release_free_memory`).
+TRIM_PERIOD = 60.0
+
+
+def release_free_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``).
+
+    Sessions come and go and every tick allocates and frees frames; glibc keeps the freed
+    pages of its arenas, so a long-running server's resident memory crept up (+0.6–0.85
+    MB/min in a 30-minute soak) with no live object growing. Returns whether the C
+    library offered the call (``False`` off glibc: musl, macOS).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def _utc_midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
@@ -752,10 +776,14 @@ class LiveModel:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        trimmed = time.monotonic()
         while not self._stop.is_set():
             began = time.monotonic()
             try:
                 self.tick()
             except Exception:  # never let the thread die: the badge shows the problem
                 log.exception("live model tick failed")
+            if began - trimmed > TRIM_PERIOD:
+                trimmed = began
+                release_free_memory()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
