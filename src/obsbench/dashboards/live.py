@@ -360,6 +360,7 @@ class LiveModel:
         self._stop = threading.Event()
         self._side: dict[str, threading.Thread] = {}
         self._values_lock = threading.Lock()
+        self._tick_lock = threading.Lock()  # the thread and a direct caller must not interleave
         #: Per tick: compute_ms, sessions, and groups_ms (each group computed, in ms).
         self.tick_costs: deque[dict[str, Any]] = deque(maxlen=600)
         self._group_ms: dict[str, float] = {}
@@ -573,9 +574,10 @@ class LiveModel:
         """Run one refresh now: poll the store, compute the due groups, publish.
 
         The background thread calls this every ``interval`` seconds; tests call it
-        directly.
+        directly; concurrent calls run one after the other.
         """
-        with schemas.validation_memo():  # the groups share the day's frames: check them once
+        # the groups share the day's frames: check them once
+        with self._tick_lock, schemas.validation_memo():
             return self._refresh()
 
     def _refresh(self) -> Snapshot:

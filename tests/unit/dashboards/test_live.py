@@ -75,6 +75,31 @@ def test_tick_loads_the_day_and_follows_new_data(live_store):
     assert snap2.stale_since(["pnl", "services"]) is None
 
 
+def test_a_direct_tick_waits_for_the_thread_s_tick(live_store, monkeypatch):
+    """The model thread and a caller ticking at once must not see half-loaded frames."""
+    import threading
+
+    store, _ = live_store
+    model = LiveModel(store)
+    tail = model._tails["orders"]
+    reading = threading.Event()
+    slow_read = tail.read
+
+    def read(files, **kw):
+        reading.set()
+        time.sleep(0.3)  # widen the window in which the other tick would interleave
+        return slow_read(files, **kw)
+
+    monkeypatch.setattr(tail, "read", read)
+    other = threading.Thread(target=model.tick)
+    other.start()
+    assert reading.wait(5)
+    model.tick()
+    assert model.data_bytes() > 0
+    other.join(5)
+    assert model._tick == 2
+
+
 def test_snapshot_is_pushed_once_per_tick_to_each_session(live_store):
     store, sim = live_store
     model = LiveModel(store)
