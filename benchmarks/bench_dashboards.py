@@ -366,6 +366,7 @@ def main() -> int:
             )
             samples: list[tuple[float, float]] = []
             held: list[tuple[float, float]] = []  # the live model's frames (grow with the day)
+            heaps: dict[str, list[tuple[float, float]]] = {}  # native heaps by allocator/state
             loads: list[float] = []
             open_ctx: list = []
             open_ws: list = []
@@ -390,10 +391,13 @@ def main() -> int:
                 except Exception as exc:
                     failed.append(f"{(time.monotonic() - t0) / 60:.1f} min: {exc!r}"[:200])
                 if time.monotonic() >= next_sample:
-                    rss = metric(base, "process_resident_memory_bytes") / 2**20
-                    data = metric(base, "obsbench_dashboard_live_data_bytes") / 2**20
-                    samples.append(((time.monotonic() - t0) / 60, rss))
-                    held.append((samples[-1][0], data))
+                    now = metrics(base)
+                    minute = (time.monotonic() - t0) / 60
+                    samples.append((minute, now["process_resident_memory_bytes"] / 2**20))
+                    held.append((minute, now["obsbench_dashboard_live_data_bytes"] / 2**20))
+                    for key, value in now.items():
+                        if key.startswith("obsbench_dashboard_heap_bytes{"):
+                            heaps.setdefault(key[30:-1], []).append((minute, value / 2**20))
                     loads.append(os.getloadavg()[0])
                     next_sample += 10
                 time.sleep(2)
@@ -422,6 +426,11 @@ def main() -> int:
                     f"trend {_slope(data_half):+.2f} MB/min; RSS minus frames "
                     f"{_slope(rest):+.2f} MB/min"
                 )
+                for key, series in sorted(heaps.items()):  # where the RSS trend lives
+                    print(
+                        f"  heap {key}: {series[0][1]:.1f} -> {series[-1][1]:.1f} MB, "
+                        f"second-half trend {_slope(series[len(series) // 2 :]):+.2f} MB/min"
+                    )
                 print(
                     f"  1-min load average during the soak: median "
                     f"{statistics.median(loads):.1f}, max {max(loads):.1f}"
@@ -503,13 +512,22 @@ def many_sessions(
             print(f"  after closing: {exc}")
 
 
-def metric(base: str, name: str) -> float:
+def metrics(base: str) -> dict[str, float]:
+    """The server's ``/metrics`` samples, keyed by name with their labels."""
     body = urllib.request.urlopen(f"{base}/metrics", timeout=60).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{}"):
-            return float(line.split()[-1])
-    msg = f"{name} not in /metrics"
-    raise KeyError(msg)
+    return {
+        key: float(value)
+        for key, _, value in (line.rpartition(" ") for line in body.splitlines())
+        if key and not key.startswith("#")
+    }
+
+
+def metric(base: str, name: str) -> float:
+    try:
+        return metrics(base)[name]
+    except KeyError:
+        msg = f"{name} not in /metrics"
+        raise KeyError(msg) from None
 
 
 def _slope(points: list[tuple[float, float]]) -> float:

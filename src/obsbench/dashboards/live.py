@@ -35,14 +35,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from obsbench import schemas
-from obsbench.dashboards import views
+from obsbench.dashboards import memory, views
 from obsbench.errors import ConfigError
 from obsbench.store import Store, file_span, time_column
 
@@ -238,36 +238,6 @@ class _Tail:
         if since is not None:
             lf = lf.filter(pl.col(time_column(self.dataset)) >= since)
         return lf.collect()
-
-
-#: Seconds between returns of freed heap memory to the system (:func:`release_free_memory`).
-TRIM_PERIOD = 60.0
-
-
-def release_free_memory() -> bool:
-    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``).
-
-    Every tick allocates and frees frames and sessions come and go; glibc keeps freed
-    pages in its arenas. Trimming every :data:`TRIM_PERIOD` seconds lowered the server's
-    resident memory after a 30-minute soak from 448 to 420 MB (it did not stop the slow
-    growth). Returns whether the C library offers the call (``False`` off glibc).
-    """
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
-
-
-@cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # no glibc (musl, macOS)
-        return None
 
 
 def _utc_midnight(day: date) -> datetime:
@@ -791,7 +761,7 @@ class LiveModel:
                 self.tick()
             except Exception:  # never let the thread die: the badge shows the problem
                 log.exception("live model tick failed")
-            if began - trimmed > TRIM_PERIOD:
+            if began - trimmed > memory.TRIM_PERIOD:
                 trimmed = began
-                release_free_memory()
+                memory.release_free_memory()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))

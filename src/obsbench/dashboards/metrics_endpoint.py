@@ -22,6 +22,8 @@ metric                                          meaning
 ``obsbench_dashboard_alerts_received_total``    alert rows received from the bus
 ``obsbench_dashboard_events_total``             logins, denied accesses, acks... by action
 ``obsbench_dashboard_live_data_bytes``          in-memory size of the live model's frames
+``obsbench_dashboard_heap_bytes``               native heap bytes by ``allocator`` (glibc,
+                                                arrow) and ``state`` (in_use, free)
 ``process_resident_memory_bytes``               resident memory of the process
 ==============================================  =============================================
 """
@@ -36,17 +38,9 @@ from typing import Any
 
 import tornado.web
 
-__all__ = ["HealthHandler", "MetricsHandler", "render_metrics", "rss_bytes"]
+from obsbench.dashboards import memory
 
-
-def rss_bytes() -> int:
-    """Resident set size of this process in bytes (from ``/proc``; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+__all__ = ["HealthHandler", "MetricsHandler", "render_metrics"]
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -145,7 +139,16 @@ def render_metrics(rt: Any) -> str:
         [({}, model.data_bytes())],
     )
     metric(
-        "process_resident_memory_bytes", "gauge", "Resident memory in bytes.", [({}, rss_bytes())]
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory in bytes.",
+        [({}, memory.rss_bytes())],
+    )
+    metric(
+        "obsbench_dashboard_heap_bytes",
+        "gauge",
+        "Native heap bytes by allocator and state (glibc in use / free, Arrow pool in use).",
+        [({"allocator": a, "state": s}, n) for (a, s), n in sorted(memory.heap_bytes().items())],
     )
     return "\n".join(lines) + "\n"
 

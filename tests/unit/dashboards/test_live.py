@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -336,24 +335,3 @@ def test_tail_reads_each_row_of_a_compacted_sparse_dataset_once(live_store, read
     assert store.compact("orders", min_age_s=0, grace_s=3600) == 3
     assert tail.read(tail.new_files()).height == expected
     assert tail.new_files() == []
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_release_free_memory_returns_freed_heap_pages():
-    """Freed small allocations stay resident until the heap is trimmed (glibc)."""
-    from obsbench.dashboards.live import release_free_memory
-
-    # 40 MB of malloc'd blocks (above pymalloc's 512 bytes), one in 50 kept: the heap's
-    # top cannot shrink on its own.
-    blocks = [bytearray(2000) for _ in range(20_000)]
-    keep = blocks[::50]
-    del blocks
-    before = _rss_kb()
-    assert release_free_memory() is True
-    assert _rss_kb() < before - 10_000  # more than 10 MB given back
-    assert keep  # (held on purpose until now)
