@@ -13,6 +13,8 @@ The library side of ``apps/``. Nothing here imports Panel at module level except
 - :mod:`~obsbench.dashboards.alerts_feed`: alerts from the evaluator to every session.
 - :mod:`~obsbench.dashboards.auth`: users file (scrypt hashes), roles -> pages.
 - :mod:`~obsbench.dashboards.serve`: the ``pn.serve`` invocation, ``/health`` and ``/metrics``.
+- :mod:`~obsbench.dashboards.memory`: the server process's memory (resident size, native
+  heaps, returning free pages, bounding polars' I/O threads).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from obsbench.dashboards import memory
+
 # Own consoles (not obsbench.cli's): obsbench.cli imports this module to register `serve`.
 console = Console()
 err_console = Console(stderr=True)
@@ -88,6 +90,7 @@ def serve(
     from obsbench.dashboards.setup import Options
 
     _use_home(home)
+    memory.bound_polars_io_threads()
     oauth = None
     if oauth_provider:
         oauth = {
@@ -134,6 +137,7 @@ def run_demo(
     from obsbench.store import Store
 
     _use_home(home)
+    memory.bound_polars_io_threads()
     settings = get_settings()
     store = Store(settings.home)
     config = demo.demo_config(

@@ -179,8 +179,10 @@ def _start(opts: Options) -> Runtime:
 if __name__ == "panel_setup_module":  # executed by `panel serve --setup setup.py`
     import panel as pn
 
+    from obsbench.dashboards import memory
     from obsbench.dashboards.serve import serve_resources_locally
 
+    memory.bound_polars_io_threads()  # before this process's first scan
     pn.state.on_session_created(serve_resources_locally)  # no CDN CSS with --num-procs
     configure(Options.from_env())
     runtime()

@@ -53,3 +53,54 @@ def test_heap_bytes_counts_the_arrow_pool():
     assert memory.heap_bytes()["arrow", "in_use"] - before >= 8_000_000
     del array
     assert memory.heap_bytes()["arrow", "in_use"] == before
+
+
+_SCANS = """
+import os, sys, threading
+import polars as pl
+from obsbench.dashboards import memory
+
+print(memory.bound_polars_io_threads(int(sys.argv[2])))
+files = sorted(str(p) for p in __import__("pathlib").Path(sys.argv[1]).glob("*.parquet"))
+
+def scan():
+    for _ in range(10):
+        pl.scan_parquet(files).select(pl.col("a").sum()).collect()
+
+threads = [threading.Thread(target=scan) for _ in range(12)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+print(sum(n.startswith("tokio") for n in names))
+"""
+
+
+@linux
+@pytest.mark.parametrize(
+    ("preset", "limit", "expected"),
+    [
+        pytest.param(None, 4, 4, id="set-before-the-first-scan"),
+        pytest.param("6", 4, 6, id="an-operator-setting-wins"),
+    ],
+)
+def test_polars_io_threads_are_bounded(tmp_path, preset, limit, expected):
+    """Twelve threads scanning 40 files at once start about 55 I/O threads unbounded."""
+    import os
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    for i in range(40):
+        pl.DataFrame({"a": range(100)}).write_parquet(tmp_path / f"p{i}.parquet")
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_BLOCKING_THREAD_COUNT"}
+    if preset is not None:
+        env["POLARS_MAX_BLOCKING_THREAD_COUNT"] = preset
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _SCANS, str(tmp_path), str(limit)],
+        capture_output=True, text=True, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    in_effect, tokio_threads = (int(x) for x in out.stdout.split())
+    assert in_effect == expected
+    # the runtime's async workers (one per core, at most 32) plus the bounded pool
+    assert tokio_threads <= expected + min(os.cpu_count() or 1, 32)

@@ -120,7 +120,7 @@ def test_metrics_are_prometheus_text(runtime):
         "obsbench_dashboard_live_data_bytes",
         "process_resident_memory_bytes",
     } <= names
-    assert "obsbench_dashboard_heap_bytes{allocator=\"glibc\",state=\"in_use\"}" in text
+    assert 'obsbench_dashboard_heap_bytes{allocator="glibc",state="in_use"}' in text
     held = re.search(r"^obsbench_dashboard_live_data_bytes (\S+)$", text, re.M)
     assert held is not None
     assert float(held.group(1)) == runtime.model.data_bytes() > 0  # the day's data is loaded
