@@ -53,6 +53,7 @@ import time
 import traceback
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -268,6 +269,12 @@ def main() -> int:
         "phase per value (default: 2 and --sessions, i.e. also the all-Chromium mode)",
     )
     parser.add_argument("--soak-only", action="store_true", help="skip the tick and latency phases")
+    parser.add_argument(
+        "--no-soak-sessions",
+        dest="soak_sessions",
+        action="store_false",
+        help="soak with no session open (the control: the server's own work only)",
+    )
     args = parser.parse_args()
     modes = args.browser_sessions or [2, args.sessions]
     if any(not 2 <= b <= args.sessions for b in modes):
@@ -360,10 +367,12 @@ def main() -> int:
                     context.close()
 
             # -- memory soak: sessions open and close
-            print(
-                f"\n== memory soak: {args.minutes:g} min, up to 5 Chromium pages and 10 "
-                f"websocket-client sessions opening and closing  [{load()}]"
+            churn = (
+                "up to 5 Chromium pages and 10 websocket-client sessions opening and closing"
+                if args.soak_sessions
+                else "no session (control)"
             )
+            print(f"\n== memory soak: {args.minutes:g} min, {churn}  [{load()}]")
             samples: list[tuple[float, float]] = []
             held: list[tuple[float, float]] = []  # the live model's frames (grow with the day)
             heaps: dict[str, list[tuple[float, float]]] = {}  # native heaps by allocator/state
@@ -377,16 +386,16 @@ def main() -> int:
             failed: list[str] = []
             while time.monotonic() - t0 < args.minutes * 60:
                 try:  # a page that does not go live in time is counted, not fatal
-                    if len(open_ctx) < 5:
+                    if args.soak_sessions and len(open_ctx) < 5:
                         context, _ = open_session(browser, base, rng.choice(PAGES), password)
                         open_ctx.append(context)
                         opened += 1
-                    else:
+                    elif open_ctx:
                         open_ctx.pop(rng.randrange(len(open_ctx))).close()
-                    if len(open_ws) < 10:
+                    if args.soak_sessions and len(open_ws) < 10:
                         open_ws.append(clients.open(rng.choice(PAGES)))
                         opened += 1
-                    else:
+                    elif open_ws:
                         clients.close(open_ws.pop(rng.randrange(len(open_ws))))
                 except Exception as exc:
                     failed.append(f"{(time.monotonic() - t0) / 60:.1f} min: {exc!r}"[:200])
@@ -416,6 +425,11 @@ def main() -> int:
                 print(
                     f"  RSS trend over the second half: {slope:+.2f} MB/min ({len(half)} samples)"
                     f"; first-half trend {_slope(samples[: len(samples) // 2]):+.2f} MB/min"
+                )
+                print(  # transient peaks (a history reload) swing a least-squares line
+                    f"  robust second-half trend (Theil-Sen over per-minute medians / minima): "
+                    f"{_robust_slope(half, statistics.median):+.2f} / "
+                    f"{_robust_slope(half, min):+.2f} MB/min"
                 )
                 # The day's orders, fills and quotes stay in memory by design: what is left
                 # of the RSS trend without them is what sessions leave behind.
@@ -528,6 +542,18 @@ def metric(base: str, name: str) -> float:
     except KeyError:
         msg = f"{name} not in /metrics"
         raise KeyError(msg) from None
+
+
+def _robust_slope(points: list[tuple[float, float]], per_minute: Callable) -> float:
+    """Theil-Sen slope (median of pairwise slopes) of each whole minute's summary value."""
+    minutes: dict[int, list[float]] = {}
+    for t, y in points:
+        minutes.setdefault(int(t), []).append(y)
+    summary = [(m, per_minute(ys)) for m, ys in sorted(minutes.items())]
+    slopes = [
+        (y2 - y1) / (m2 - m1) for i, (m1, y1) in enumerate(summary) for m2, y2 in summary[i + 1 :]
+    ]
+    return statistics.median(slopes) if slopes else 0.0
 
 
 def _slope(points: list[tuple[float, float]]) -> float:

@@ -118,5 +118,12 @@ def bound_polars_io_threads(limit: int = POLARS_IO_THREADS) -> int:
     them polars' I/O threads, each with its stack and allocator caches. Call this before
     the process's first scan (polars reads the variable when it starts its runtime); a
     value already set is kept. Returns the limit in effect.
+
+    Reads beyond the limit wait for a thread. Polars warns each time a process reaches
+    the limit ("may indicate a deadlock"); with a limit set on purpose that is expected,
+    so the warning is silenced (a stuck read would show as stale data on the pages).
     """
+    import warnings
+
+    warnings.filterwarnings("ignore", message="POLARS_MAX_BLOCKING_THREAD_COUNT reached")
     return int(os.environ.setdefault("POLARS_MAX_BLOCKING_THREAD_COUNT", str(limit)))
