@@ -93,6 +93,9 @@ DEFAULT_EVERY: dict[str, int] = {
 #: cycle through P&L; services; P&L and execution; risk.
 OFFSETS: dict[str, int] = {"pnl": 0, "services": 3, "execution": 2, "risk": 1}
 _TAILED = ("quotes", "orders", "fills", "requests", "api_usage")
+#: Most chunks a tailed frame may have before it is copied into one: each tick appends a
+#: chunk, and a day of them (86,400 a frame) costs memory per chunk and slows every view.
+MAX_CHUNKS = 32
 #: Groups computed beside the tick, in a thread of their own (slow, and not needed every
 #: second): the broker-quota forecast and the SLO scans over the store.
 SIDE_GROUPS = frozenset({"quotas"})
@@ -537,6 +540,10 @@ class LiveModel:
             f.quotes = self._compact_quotes(f.quotes)
             f.requests = f.requests.filter(pl.col("ts") > newest - self.request_window)
             f.api_usage = f.api_usage.filter(pl.col("ts") > newest - self.window)
+        for name in _TAILED:
+            frame = getattr(f, name)
+            if frame.n_chunks() > MAX_CHUNKS:
+                setattr(f, name, frame.rechunk())
         return new
 
     # ------------------------------------------------------------------ ticking

@@ -99,6 +99,24 @@ def test_a_direct_tick_waits_for_the_thread_s_tick(live_store, monkeypatch):
     assert model._tick == 2
 
 
+def test_tailed_frames_do_not_pile_up_chunks(live_store):
+    """Each tick appends a chunk; a day of ticks must not leave 86,400 of them."""
+    from obsbench.dashboards.live import MAX_CHUNKS
+
+    store, sim = live_store
+    model = LiveModel(store)
+    model.tick()
+    before = {name: getattr(model._frames, name).height for name in ("quotes", "requests")}
+    for _ in range(2 * MAX_CHUNKS):
+        advance(store, sim, 1)
+        model.tick()
+    for name in ("quotes", "orders", "fills", "requests", "api_usage"):
+        chunks = getattr(model._frames, name).n_chunks("all")
+        assert max(chunks) <= MAX_CHUNKS + 1, (name, chunks)
+    for name, height in before.items():  # the rows are all there: only their layout changed
+        assert getattr(model._frames, name).height > height
+
+
 def test_snapshot_is_pushed_once_per_tick_to_each_session(live_store):
     store, sim = live_store
     model = LiveModel(store)
