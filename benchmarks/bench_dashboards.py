@@ -16,8 +16,10 @@ PostgreSQL schema, then opens sessions:
    Chromium page, plus the server-side part (alert on the bus -> each session's handler
    run) and the arrival at every websocket-client session;
 3. **memory soak**: sessions open and close for ``--minutes`` while the server's RSS is
-   sampled every 10 s; prints the least-squares slope of the second half (target: no
-   growth trend).
+   sampled every 10 s with the native heaps of ``/metrics``; prints the second half's
+   least-squares slope and its robust trend (Theil-Sen slope of each minute's median and
+   minimum, which transient peaks do not swing), target: no growth trend.
+   ``--no-soak-sessions`` is the control: the same soak with no session open.
 
 Method (changed 2026-11-25). The targets are about the *server*. With N sessions, only
 ``--browser-sessions`` of them (default 2) are Chromium pages, where the DOM latency is
